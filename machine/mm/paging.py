@@ -185,6 +185,14 @@ class AddressSpace:
         for pa, p, n in pas:
             self.phys.write(pa, data[p:p + n])
 
+    def write_image(self, va: int, data: bytes) -> None:
+        """Write ignoring page protection, as a loader fills read-only code pages."""
+        pos = 0
+        while pos < len(data):
+            n = min(len(data) - pos, PAGE_SIZE - ((va + pos) & 0xFFF))
+            self.phys.write(self.translate(va + pos), data[pos:pos + n])
+            pos += n
+
     def read_int(self, va: int, size: int, signed: bool = False) -> int:
         return int.from_bytes(self.read(va, size), "little", signed=signed)
 

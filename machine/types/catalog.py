@@ -147,6 +147,27 @@ class TypeCatalog:
             raise KeyError(type_str)
         return t.size
 
+    def kind_of(self, type_str: str) -> str:
+        if type_str in BASE_TYPES:
+            return "base"
+        if type_str.startswith("Ptr64"):
+            return "pointer"
+        if type_str.startswith("["):
+            return "array"
+        t = self.get(type_str)
+        return t.kind if t is not None else "base"
+
+    def element_field(self, array: Field, index: int) -> Field:
+        """The field for one element of an array field (offset relative to the array)."""
+        kind = self.kind_of(array.element)
+        name = f"{array.name}[{index}]"
+        if kind == "array":
+            count, inner = array.element[1:].split("] ", 1)
+            return Field(name, index * array.element_size, array.element_size, kind,
+                         array.element, count=int(count), element=inner,
+                         element_size=self.sizeof(inner))
+        return Field(name, index * array.element_size, array.element_size, kind, array.element)
+
     def resolve(self, type_name: str, path: str) -> tuple[int, Field]:
         """Offset and field of a dotted path such as `Pcb.DirectoryTableBase` or
         `Tail.Overlay.CurrentStackLocation`; `Name[3]` indexes an array."""
@@ -174,6 +195,7 @@ class TypeCatalog:
                 offset += index * f.element_size
                 elem = self.get(f.element)
                 fields_of = elem if elem is not None else ()
+                f = self.element_field(f, index)
                 continue
             if f.members:
                 fields_of = f.members

@@ -1,0 +1,245 @@
+"""Crash analysis: .bugcheck and !analyze, from nt!KiBugCheckData, the crashing
+processor's stack and the trap frame on it."""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from commands import fmt
+from commands.errors import KdError
+from commands.process import Kernel
+from commands.registers import register_block, trap_registers
+from commands.registry import Result, command
+from commands.stack import call_site
+from commands.stackwalk import Frame, walk
+from commands.target import MemoryAccessError
+
+MEMORY_REFERENCE_CODES = {0xA, 0xD1, 0x50}
+BANNER = ["*" * 79, "*" + " " * 77 + "*", "*" + " " * 24 + "Bugcheck Analysis" + " " * 36 + "*",
+          "*" + " " * 77 + "*", "*" * 79, ""]
+
+
+@dataclass(frozen=True)
+class BugcheckInfo:
+    code: int
+    name: str
+    params: tuple[str, str, str, str]
+    summary: str
+
+
+@cache
+def bugcheck_table() -> dict[int, BugcheckInfo]:
+    text = (resources.files("commands") / "data" / "bugcheck-codes.tsv").read_text()
+    out = {}
+    for line in text.splitlines()[1:]:
+        cols = line.split("\t")
+        if len(cols) < 7:
+            continue
+        code = int(cols[0], 16)
+        out[code] = BugcheckInfo(code, cols[1], (cols[2], cols[3], cols[4], cols[5]), cols[6])
+    return out
+
+
+def read_bugcheck(s) -> tuple[int, list[int]] | None:
+    data = s.nt("KiBugCheckData")
+    values = [s.reader.u64(data + 8 * i) for i in range(5)]
+    if values[0] == 0:
+        return None
+    return values[0] & 0xFFFFFFFF, values[1:]
+
+
+@command(".bugcheck", syntax=".bugcheck", help="Show the bug check code and its four arguments.")
+def bugcheck_cmd(s, args: str) -> Result:
+    bc = read_bugcheck(s)
+    if bc is None:
+        return Result([], {"code": None})
+    code, params = bc
+    lines = [f"Bugcheck code {code:08X}",
+             "Arguments " + " ".join(fmt.addr(p) for p in params)]
+    return Result(lines, {"code": code, "params": params})
+
+
+@dataclass
+class Analysis:
+    code: int
+    name: str
+    description: list[str]
+    args: list[tuple[int, str]]
+    process_name: str = ""
+    address_kind: tuple[str, int, str] | None = None  # (READ/WRITE_ADDRESS, addr, region)
+    trap_frame: int | None = None
+    trap_lines: list[str] = field(default_factory=list)
+    stack: list[Frame] = field(default_factory=list)
+    stack_sites: list[str] = field(default_factory=list)
+    module: str = ""
+    image: str = ""
+    symbol: str = ""
+    func_offset: int = 0
+    bucket: str = ""
+    failure_hash: str = ""
+    os_version: str = ""
+
+
+def _region(s, address: int) -> str:
+    for name, start_sym, end_sym in (("Paged pool", "MmPagedPoolStart", "MmPagedPoolEnd"),
+                                     ("NonPaged pool", "MmNonPagedPoolStart",
+                                      "MmNonPagedPoolEnd")):
+        try:
+            start = s.reader.u64(s.nt(start_sym))
+            end = s.reader.u64(s.nt(end_sym))
+        except (KdError, MemoryAccessError):
+            continue
+        if start <= address < end:
+            return name
+    return ""
+
+
+def _culprit(s, frames: list[Frame], trap_rip: int | None):
+    """The first frame outside nt and hal, preferring the trapping instruction."""
+    candidates = ([trap_rip] if trap_rip is not None else []) + [f.ip for f in frames]
+    for ip in candidates:
+        m = s.symbols.module_at(ip)
+        if m is not None and m.name not in ("nt", "hal"):
+            return m, ip
+    for ip in candidates:
+        m = s.symbols.module_at(ip)
+        if m is not None:
+            return m, ip
+    return None, None
+
+
+def analyze(s) -> Analysis:
+    bc = read_bugcheck(s)
+    if bc is None:
+        raise KdError("No bugcheck information available")
+    code, params = bc
+    info = bugcheck_table().get(code)
+    name = info.name if info else "UNKNOWN_BUGCHECK_CODE"
+    summary = info.summary if info else ""
+    a = Analysis(code, name, textwrap.wrap(summary, 79),
+                 [(p, info.params[i] if info else "") for i, p in enumerate(params)])
+    k = Kernel(s)
+    proc = s.processor
+    try:
+        a.process_name = k.image(s.current_process(proc))
+    except MemoryAccessError:
+        a.process_name = ""
+    regs = s.target.registers(proc)
+    a.stack = walk(s.target, s.symbols, regs["rip"], regs["rsp"])
+    a.stack_sites = [call_site(s, f.ip) for f in a.stack]
+    trap = next((f.trap_frame for f in a.stack if f.trap_frame is not None), None)
+    trap_rip = None
+    if trap is not None:
+        a.trap_frame = trap
+        tregs = trap_registers(s, trap)
+        trap_rip = tregs["rip"]
+        a.trap_lines = ["NOTE: The trap frame does not contain all registers.",
+                        "Some register values may be zeroed or incorrect."]
+        a.trap_lines += register_block(s, tregs, segments=False)
+    if code in MEMORY_REFERENCE_CODES:
+        write_param = params[1] if code == 0x50 else params[2]
+        label = "WRITE_ADDRESS" if write_param & 1 else "READ_ADDRESS"
+        a.address_kind = (label, params[0], _region(s, params[0]))
+    module, ip = _culprit(s, a.stack, trap_rip)
+    if module is not None:
+        a.module = module.name
+        a.image = module.image
+        parts = s.symbols.split_name(ip)
+        if parts and parts[1]:
+            a.symbol = f"{parts[0]}!{parts[1]}+{parts[2]:x}"
+            a.func_offset = parts[2]
+            func = f"{parts[0]}!{parts[1]}"
+        else:
+            a.symbol = f"{module.name}+{ip - module.base:x}"
+            a.func_offset = ip - module.base
+            func = f"{module.name}!unknown_function"
+        prefix = "AV_" if code in MEMORY_REFERENCE_CODES else f"0x{code:X}_"
+        a.bucket = prefix + func
+    digest = hashlib.md5(a.bucket.encode()).hexdigest()
+    a.failure_hash = "{" + "-".join((digest[:8], digest[8:12], digest[12:16], digest[16:20],
+                                     digest[20:32])) + "}"
+    try:
+        build = s.reader.u64(s.nt("NtBuildNumber")) & 0xFFFF
+        a.os_version = f"10.0.{build}"
+    except (KdError, MemoryAccessError):
+        a.os_version = ""
+    return a
+
+
+def _arg_lines(args: list[tuple[int, str]]) -> list[str]:
+    out = []
+    for i, (value, meaning) in enumerate(args, 1):
+        text = f"Arg{i}: {value:016x}, {meaning}"
+        wrapped = textwrap.wrap(text, 79, subsequent_indent="\t") or [text]
+        out += wrapped
+    return out
+
+
+def render(s, a: Analysis, verbose: bool) -> list[str]:
+    out = list(BANNER)
+    out.append(f"{a.name} ({a.code:x})")
+    out += a.description
+    out.append("Arguments:")
+    out += _arg_lines(a.args)
+    out += ["", "Debugging Details:", "------------------", "", ""]
+    if verbose:
+        out += ["KEY_VALUES_STRING: 1", "",
+                "    Key  : Bugcheck.Code.LegacyAPI", f"    Value: 0x{a.code:x}", "",
+                "    Key  : Failure.Bucket", f"    Value: {a.bucket}", "",
+                "    Key  : Failure.Hash", f"    Value: {a.failure_hash}", "", ""]
+    out += [f"BUGCHECK_CODE:  {a.code:x}", ""]
+    for i, (value, _) in enumerate(a.args, 1):
+        out += [f"BUGCHECK_P{i}: {value:x}", ""]
+    if verbose and a.address_kind is not None:
+        label, addr, region = a.address_kind
+        out += [f"{label}:  {addr:016x} {region}".rstrip(), ""]
+    out += [f"PROCESS_NAME:  {a.process_name}", ""]
+    if verbose and a.trap_frame is not None:
+        out.append(f"TRAP_FRAME:  {a.trap_frame:016x} -- (.trap 0x{a.trap_frame:016x})")
+        out += a.trap_lines
+        out += ["Resetting default scope", ""]
+    if verbose:
+        out.append("STACK_TEXT:  ")
+        for f, site in zip(a.stack, a.stack_sites, strict=True):
+            out.append(f"{fmt.addr(f.child_sp)} {fmt.addr(f.ret_addr)}     : "
+                       + " ".join(fmt.addr(x) for x in f.args) + f" : {site}")
+        out += ["", ""]
+    out += [f"SYMBOL_NAME:  {a.symbol}", "", f"MODULE_NAME: {a.module}", "",
+            f"IMAGE_NAME:  {a.image}", ""]
+    if verbose:
+        cmd = f".trap 0x{a.trap_frame:016x} ; kb" if a.trap_frame is not None else "kb"
+        out += [f"STACK_COMMAND:  {cmd}", "", f"BUCKET_ID_FUNC_OFFSET:  {a.func_offset:x}", ""]
+    out += [f"FAILURE_BUCKET_ID:  {a.bucket}", ""]
+    if verbose:
+        out += [f"OS_VERSION:  {a.os_version}", "", "OSPLATFORM_TYPE:  x64", "",
+                "OSNAME:  Windows 10", ""]
+    out += [f"FAILURE_ID_HASH:  {a.failure_hash}", "", "Followup:     MachineOwner",
+            "---------", ""]
+    return out
+
+
+@command("!analyze", syntax="!analyze [-v] [-show code]",
+         help="Analyze the bug check: its meaning, the faulting context, stack and culprit.")
+def analyze_cmd(s, args: str) -> Result:
+    words = args.split()
+    if words[:1] == ["-show"]:
+        code = s.evaluate(" ".join(words[1:])) if len(words) > 1 else 0
+        info = bugcheck_table().get(code & 0xFFFFFFFF)
+        if info is None:
+            raise KdError(f"Unknown bugcheck code ({code:x})")
+        lines = [f"{info.name} ({info.code:x})", *textwrap.wrap(info.summary, 79),
+                 "Arguments:"]
+        lines += _arg_lines([(0, p) for p in info.params])
+        return Result(lines, {"code": info.code, "name": info.name})
+    a = analyze(s)
+    data = {"code": a.code, "name": a.name, "args": [v for v, _ in a.args],
+            "process_name": a.process_name, "trap_frame": a.trap_frame,
+            "module": a.module, "image": a.image, "symbol": a.symbol,
+            "failure_bucket_id": a.bucket, "failure_id_hash": a.failure_hash,
+            "stack": [{"child_sp": f.child_sp, "ret_addr": f.ret_addr, "call_site": c}
+                      for f, c in zip(a.stack, a.stack_sites, strict=True)]}
+    return Result(render(s, a, "-v" in words), data)

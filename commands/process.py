@@ -1,0 +1,374 @@
+"""Processes and threads: !process and !thread, read from EPROCESS/ETHREAD in memory."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from commands import fmt
+from commands.errors import KdError
+from commands.registry import Result, command
+from commands.stack import call_site
+from commands.stackwalk import walk
+from commands.target import MemoryAccessError
+
+STATES = {0: "INITIALIZED", 1: "READY", 2: "RUNNING", 3: "STANDBY", 4: "TERMINATED",
+          5: "WAIT", 6: "TRANSITION", 7: "DEFERREDREADY"}
+OBJECT_TYPES = {0: "NotificationEvent", 1: "SynchronizationEvent", 2: "Mutant",
+                3: "ProcessObject", 4: "QueueObject", 5: "Semaphore", 6: "ThreadObject",
+                7: "Gate", 8: "NotificationTimer", 9: "SynchronizationTimer"}
+HANDLE_ENTRY = 0x10
+TICK_100NS = 156250  # fallback when nt!KeMaximumIncrement cannot be read
+STACK_HEADER = ("Child-SP          RetAddr               : Args to Child"
+                "                                                           : Call Site")
+
+
+@dataclass
+class ProcessInfo:
+    address: int
+    session: str
+    cid: int
+    peb: int
+    parent_cid: int
+    dirbase: int
+    object_table: int
+    handle_count: int | None
+    image: str
+    details: dict = field(default_factory=dict)
+    threads: list[ThreadInfo] = field(default_factory=list)
+
+
+@dataclass
+class ThreadInfo:
+    address: int
+    pid: int
+    tid: int
+    teb: int
+    win32thread: int
+    state: str
+    wait_objects: list[tuple[int, str]]
+    irps: list[tuple[int, int, int, int, int]]
+    device_map: int
+    process: int
+    process_image: str
+    wait_tick: int
+    ticks: int
+    context_switches: int
+    ideal_processor: int
+    user_time: str
+    kernel_time: str
+    start_address: str
+    stack_init: int
+    stack_current: int
+    stack_base: int
+    stack_limit: int
+    priority: int
+    base_priority: int
+    io_priority: int
+    page_priority: int
+    stack: list[dict] = field(default_factory=list)
+    stack_note: str = ""
+
+
+def duration(ticks: int, increment: int, days_field: bool = False) -> str:
+    ms_total = ticks * increment // 10_000
+    ms = ms_total % 1000
+    s = ms_total // 1000
+    h, m, sec = s // 3600, s // 60 % 60, s % 60
+    if days_field:
+        return f"{h // 24}:{h % 24:02}:{m:02}:{sec:02}.{ms:03}"
+    return f"{h:02}:{m:02}:{sec:02}.{ms:03}"
+
+
+class Kernel:
+    """Reads processes and threads for one session."""
+
+    def __init__(self, s) -> None:
+        self.s = s
+        self.r = s.reader
+        try:
+            self.increment = self.r.u64(s.nt("KeMaximumIncrement")) & 0xFFFFFFFF
+        except (KdError, MemoryAccessError):
+            self.increment = TICK_100NS
+
+    def process_list(self) -> list[int]:
+        off = self.r.offset("_EPROCESS", "ActiveProcessLinks")
+        return [e - off for e in self.r.list_entries(self.s.nt("PsActiveProcessHead"))]
+
+    def image(self, ep: int) -> str:
+        """The image name: the last part of the full path the process was created from
+        when it is readable, else the 15-byte ImageFileName."""
+        try:
+            info = self.r.field("_EPROCESS", ep, "SeAuditProcessCreationInfo.ImageFileName")
+            if info:
+                path = self.r.unicode_string(info)  # OBJECT_NAME_INFORMATION.Name
+                if path:
+                    return path.rsplit("\\", 1)[-1]
+        except MemoryAccessError:
+            pass
+        return self.r.ascii_array(self.r.field_addr("_EPROCESS", ep, "ImageFileName"), 15)
+
+    def handle_count(self, table: int) -> int | None:
+        if not table:
+            return None
+        try:
+            code = self.r.field("_HANDLE_TABLE", table, "TableCode")
+            if code & 3:
+                return None  # multi-level tables come with the complete machine
+            page = self.r.read(code & ~7, 0x1000)
+        except MemoryAccessError:
+            return None
+        count = 0
+        for i in range(1, 0x1000 // HANDLE_ENTRY):
+            low = int.from_bytes(page[i * HANDLE_ENTRY:i * HANDLE_ENTRY + 8], "little")
+            if low >> 20:
+                count += 1
+        return count
+
+    def process(self, ep: int, flags: int) -> ProcessInfo:
+        r = self.r
+        t = "_EPROCESS"
+        peb = r.field(t, ep, "Peb")
+        dirbase = r.field(t, ep, "Pcb.DirectoryTableBase")
+        session = "none"
+        if r.field(t, ep, "Session") and peb:
+            try:
+                sid = int.from_bytes(self.s.target.read_virtual(
+                    peb + r.offset("_PEB", "SessionId"), 4, dirbase), "little")
+                session = str(sid)
+            except MemoryAccessError:
+                session = "none"
+        table = r.field(t, ep, "ObjectTable")
+        info = ProcessInfo(ep, session, r.field(t, ep, "UniqueProcessId"), peb,
+                           r.field(t, ep, "InheritedFromUniqueProcessId"), dirbase, table,
+                           self.handle_count(table), self.image(ep))
+        if flags & 1:
+            info.details = self.process_details(ep)
+        if flags & 6:
+            off = r.offset("_ETHREAD", "ThreadListEntry")
+            for entry in r.list_entries(r.field_addr(t, ep, "ThreadListHead")):
+                info.threads.append(self.thread(entry - off, with_stack=bool(flags & 4)))
+        return info
+
+    def process_details(self, ep: int) -> dict:
+        r = self.r
+        t = "_EPROCESS"
+        now = r.u64(self.s.nt("KeTickCount"))
+        created = r.field(t, ep, "CreateTime")
+        boot_time = created  # elapsed from creation to the current system time
+        del boot_time
+        return {
+            "VadRoot": r.field(t, ep, "VadRoot.Root"),
+            "Vads": r.field(t, ep, "VadCount"),
+            "Private": r.field(t, ep, "NumberOfPrivatePages"),
+            "Modified": r.field(t, ep, "ModifiedPageCount"),
+            "Locked": r.field(t, ep, "NumberOfLockedPages"),
+            "DeviceMap": r.field(t, ep, "DeviceMap"),
+            "Token": r.field(t, ep, "Token.Value") & ~0xF,
+            "UserTime": duration(r.field(t, ep, "Pcb.UserTime"), self.increment),
+            "KernelTime": duration(r.field(t, ep, "Pcb.KernelTime"), self.increment),
+            "QuotaPoolUsage[PagedPool]": r.field(t, ep, "ProcessQuotaUsage[1]"),
+            "QuotaPoolUsage[NonPagedPool]": r.field(t, ep, "ProcessQuotaUsage[0]"),
+            "VirtualSize": r.field(t, ep, "VirtualSize") // (1024 * 1024),
+            "PeakVirtualSize": r.field(t, ep, "PeakVirtualSize") // (1024 * 1024),
+            "BasePriority": r.field(t, ep, "Pcb.BasePriority"),
+            "CommitCharge": r.field(t, ep, "CommitCharge"),
+            "TickCount": now,
+        }
+
+    def thread(self, et: int, with_stack: bool = True) -> ThreadInfo:
+        r = self.r
+        t = "_ETHREAD"
+        state = r.field(t, et, "Tcb.State")
+        ep = r.field(t, et, "Tcb.Process")
+        text = STATES.get(state, f"STATE {state}")
+        waits: list[tuple[int, str]] = []
+        if state == 5:
+            reason = r.field(t, et, "Tcb.WaitReason")
+            rname = self.s.target.types.get("_KWAIT_REASON").enum_name(reason) or str(reason)
+            mode = "UserMode" if r.field(t, et, "Tcb.WaitMode") else "KernelMode"
+            alert = "Alertable" if r.field(t, et, "Tcb.Alertable") else "Non-Alertable"
+            text = f"WAIT: ({rname}) {mode} {alert}"
+            wb = r.field(t, et, "Tcb.WaitBlockList")
+            if wb:
+                obj = r.field("_KWAIT_BLOCK", wb, "Object")
+                otype = r.field("_DISPATCHER_HEADER", obj, "Type")
+                waits.append((obj, OBJECT_TYPES.get(otype, f"Object type {otype}")))
+        elif state in (1, 2):
+            text += f" on processor {r.field(t, et, 'Tcb.NextProcessor')}"
+        irps = []
+        off = r.offset("_IRP", "ThreadListEntry")
+        for e in r.list_entries(r.field_addr(t, et, "IrpList"), limit=64):
+            irp = e - off
+            irps.append((irp, r.field("_IRP", irp, "Type"), r.field("_IRP", irp, "Size"),
+                         r.field("_IRP", irp, "Flags"), r.field("_IRP", irp, "MdlAddress")))
+        now = r.u64(self.s.nt("KeTickCount"))
+        wait_tick = r.field(t, et, "Tcb.WaitTime")
+        start = r.field(t, et, "Win32StartAddress")
+        sym = self.s.symbols.name_for(start)
+        start_text = f"{sym} (0x{start:016x})" if sym else f"0x{start:016x}"
+        info = ThreadInfo(
+            et, r.field(t, et, "Cid.UniqueProcess"), r.field(t, et, "Cid.UniqueThread"),
+            r.field(t, et, "Tcb.Teb"), r.field(t, et, "Tcb.Win32Thread"), text, waits, irps,
+            r.field("_EPROCESS", ep, "DeviceMap"), ep, self.image(ep), wait_tick,
+            (now - wait_tick) & 0xFFFFFFFF, r.field(t, et, "Tcb.ContextSwitches"),
+            r.field(t, et, "Tcb.IdealProcessor"),
+            duration(r.field(t, et, "Tcb.UserTime"), self.increment),
+            duration(r.field(t, et, "Tcb.KernelTime"), self.increment), start_text,
+            r.field(t, et, "Tcb.InitialStack"), r.field(t, et, "Tcb.KernelStack"),
+            r.field(t, et, "Tcb.StackBase"), r.field(t, et, "Tcb.StackLimit"),
+            r.field(t, et, "Tcb.Priority"), r.field(t, et, "Tcb.BasePriority"),
+            r.field(t, et, "ThreadIoPriority"), r.field(t, et, "ThreadPagePriority"))
+        if with_stack:
+            self.fill_stack(info, state)
+        return info
+
+    def thread_context(self, et: int, state: int) -> dict[str, int] | None:
+        """Where a thread's stack starts: the processor's context when it is running,
+        else the switch frame its KernelStack points at."""
+        r = self.r
+        if state == 2:
+            cpu = r.field("_ETHREAD", et, "Tcb.NextProcessor")
+            if cpu < self.s.target.processor_count and self.s.current_thread(cpu) == et:
+                return self.s.target.registers(cpu)
+        ks = r.field("_ETHREAD", et, "Tcb.KernelStack")
+        rip = r.try_u64(ks + 0x38)
+        if rip is None:
+            return None
+        return {"rip": rip, "rsp": ks + 0x40}
+
+    def fill_stack(self, info: ThreadInfo, state: int) -> None:
+        ctx = self.thread_context(info.address, state)
+        if ctx is None:
+            info.stack_note = "Kernel stack not resident."
+            return
+        for f in walk(self.s.target, self.s.symbols, ctx["rip"], ctx["rsp"]):
+            info.stack.append({"child_sp": f.child_sp, "ret_addr": f.ret_addr,
+                               "args": list(f.args), "call_site": call_site(self.s, f.ip),
+                               "trap_frame": f.trap_frame})
+
+
+def render_process(p: ProcessInfo, indent: int = 0) -> list[str]:
+    pad = " " * indent
+    peb = f"{p.peb:x}" if p.peb else "00000000"
+    hc = f"{p.handle_count}." if p.handle_count is not None else "<Data Not Accessible>"
+    lines = [f"{pad}PROCESS {fmt.hex16(p.address)}",
+             f"{pad}    SessionId: {p.session}  Cid: {p.cid:04x}    Peb: {peb}  "
+             f"ParentCid: {p.parent_cid:04x}",
+             f"{pad}    DirBase: {p.dirbase:08x}  ObjectTable: {fmt.hex16(p.object_table)}  "
+             f"HandleCount: {hc}",
+             f"{pad}    Image: {p.image}"]
+    d = p.details
+    if d:
+        lines.append(f"    VadRoot {fmt.hex16(d['VadRoot'])} Vads {d['Vads']} Clone 0 "
+                     f"Private {d['Private']}. Modified {d['Modified']}. Locked {d['Locked']}.")
+        lines.append(f"    DeviceMap {fmt.hex16(d['DeviceMap'])}")
+        for label in ("Token", "UserTime", "KernelTime", "QuotaPoolUsage[PagedPool]",
+                      "QuotaPoolUsage[NonPagedPool]", "VirtualSize", "PeakVirtualSize",
+                      "BasePriority", "CommitCharge"):
+            value = d[label]
+            if label == "Token":
+                value = fmt.hex16(value)
+            elif label in ("VirtualSize", "PeakVirtualSize"):
+                value = f"{value} Mb"
+            lines.append(f"    {label:<34}{value}")
+    return lines
+
+
+def render_thread(th: ThreadInfo, indent: int = 0) -> list[str]:
+    pad = " " * indent
+    out = [f"{pad}THREAD {fmt.hex16(th.address)}  Cid {th.pid:04x}.{th.tid:04x}  "
+           f"Teb: {fmt.hex16(th.teb)} Win32Thread: {fmt.hex16(th.win32thread)} {th.state}"]
+    for obj, otype in th.wait_objects:
+        out.append(f"{pad}    {fmt.hex16(obj)}  {otype}")
+    if th.irps:
+        out.append(f"{pad}IRP List:")
+        for irp, typ, size, flags, mdl in th.irps:
+            out.append(f"{pad}    {fmt.hex16(irp)}: ({typ:04x},{size:04x}) Flags: {flags:08x}"
+                       f"  Mdl: {mdl:08x}")
+    ticks = f"Ticks: {th.ticks}"
+    if th.ticks:
+        ticks += f" ({duration(th.ticks, TICK_100NS, days_field=True)})"
+    out += [f"{pad}Not impersonating",
+            f"{pad}{'DeviceMap':<26}{fmt.hex16(th.device_map)}",
+            f"{pad}{'Owning Process':<26}{fmt.hex16(th.process)}       Image:         "
+            f"{th.process_image}",
+            f"{pad}{'Attached Process':<26}{'N/A':<15}Image:         N/A",
+            f"{pad}{'Wait Start TickCount':<26}{th.wait_tick:<15}{ticks}",
+            f"{pad}{'Context Switch Count':<26}{th.context_switches:<15}IdealProcessor: "
+            f"{th.ideal_processor}             ",
+            f"{pad}{'UserTime':<26}{th.user_time}",
+            f"{pad}{'KernelTime':<26}{th.kernel_time}",
+            f"{pad}Win32 Start Address {th.start_address}",
+            f"{pad}Stack Init {th.stack_init:x} Current {th.stack_current:x}",
+            f"{pad}Base {th.stack_base:x} Limit {th.stack_limit:x} Call 0000000000000000",
+            f"{pad}Priority {th.priority}  BasePriority {th.base_priority}  IoPriority "
+            f"{th.io_priority}  PagePriority {th.page_priority}"]
+    if th.stack_note:
+        out.append(f"{pad}{th.stack_note}")
+    if th.stack:
+        out.append(f"{pad}{STACK_HEADER}")
+        for f in th.stack:
+            row = (f"{pad}{fmt.addr(f['child_sp'])} {fmt.addr(f['ret_addr'])}     : "
+                   + " ".join(fmt.addr(a) for a in f["args"]) + f" : {f['call_site']}")
+            if f["trap_frame"] is not None:
+                row += f" (TrapFrame @ {fmt.addr(f['trap_frame'])})"
+            out.append(row)
+    return out
+
+
+def _find_process(k: Kernel, value: int) -> int:
+    for ep in k.process_list():
+        if ep == value or k.r.field("_EPROCESS", ep, "UniqueProcessId") == value:
+            return ep
+    if value >= 0xFFFF800000000000:
+        return value  # an EPROCESS address not on the active list (Idle, exited)
+    raise KdError(f"Cannot find process {value:x}")
+
+
+@command("!process", syntax="!process [0 | address | pid] [flags] [image]",
+         help="Show processes: `0 0` lists all, an address or pid shows one; flags 1 "
+              "details, 2 threads, 4 thread stacks.")
+def process_cmd(s, args: str) -> Result:
+    k = Kernel(s)
+    words = args.split()
+    image = None
+    if not words:
+        targets = [s.current_process()]
+        flags = 3
+    else:
+        value, rest = s.take(args)
+        flags = 3
+        if rest.strip():
+            flags, rest = s.take(rest)
+        image = rest.strip() or None
+        if value == 0:
+            targets = k.process_list()
+        else:
+            targets = [_find_process(k, value)]
+    infos: list[ProcessInfo] = []
+    lines: list[str] = []
+    if words and s.evaluate(words[0]) == 0 and image is None:
+        lines.append("**** NT ACTIVE PROCESS DUMP ****")
+    for ep in targets:
+        if image is not None and k.image(ep).lower() != image.lower():
+            continue
+        p = k.process(ep, flags)
+        infos.append(p)
+        lines += render_process(p)
+        if p.threads:
+            lines.append("")
+            for th in p.threads:
+                lines += render_thread(th, 8)
+                lines.append("")
+        else:
+            lines.append("")
+    return Result(lines, [asdict(p) for p in infos])
+
+
+@command("!thread", syntax="!thread [address]",
+         help="Show a thread (default: the current thread): state, waits, IRPs, stack.")
+def thread_cmd(s, args: str) -> Result:
+    k = Kernel(s)
+    et = s.take(args)[0] if args.strip() else s.current_thread()
+    th = k.thread(et)
+    return Result(render_thread(th), asdict(th))

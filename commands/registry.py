@@ -1,0 +1,73 @@
+"""The command registry: one place for every command's names, syntax, help and handler.
+
+`.help` and docs are generated from it.  A handler gets the debugger session and the
+argument text, and returns a `Result`: structured data plus the kd-layout text rendered
+from that data (the data is what scripts get as JSON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Result:
+    lines: list[str] = field(default_factory=list)
+    data: Any = None
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    names: tuple[str, ...]
+    syntax: str
+    help: str
+    handler: Callable[..., Result]
+    family: str
+
+    @property
+    def kind(self) -> str:
+        first = self.names[0]
+        return "extension" if first.startswith("!") else "meta" if first.startswith(".") \
+            else "standard"
+
+
+COMMANDS: dict[str, CommandSpec] = {}  # lower-case name -> spec
+ORDER: list[CommandSpec] = []
+
+
+def command(*names: str, syntax: str, help: str) -> Callable[[Callable[..., Result]],
+                                                              Callable[..., Result]]:
+    def register(fn: Callable[..., Result]) -> Callable[..., Result]:
+        family = fn.__module__.rsplit(".", 1)[-1]
+        spec = CommandSpec(tuple(names), syntax, help, fn, family)
+        for n in names:
+            if n.lower() in COMMANDS:
+                raise ValueError(f"command {n} registered twice")
+            COMMANDS[n.lower()] = spec
+        ORDER.append(spec)
+        return fn
+
+    return register
+
+
+def letter_commands() -> set[str]:
+    """Names of standard commands (no `!` or `.` prefix), for longest-prefix matching."""
+    return {n for n in COMMANDS if not n.startswith(("!", "."))}
+
+
+def load_all() -> None:
+    """Import every command family module so that the registry is complete."""
+    from commands import (  # noqa: F401
+        analyze,
+        evaluate,
+        memory,
+        meta,
+        modules,
+        process,
+        registers,
+        stack,
+        types_cmd,
+        unassemble,
+    )

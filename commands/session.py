@@ -1,0 +1,171 @@
+"""A debugger session over one target: the state kd keeps between commands (current
+processor, register context, radix) and the dispatch of command lines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from commands import registry
+from commands.cmdline import split_commands, split_name
+from commands.errors import KdCommandError, KdError, KdMemoryError
+from commands.expr import evaluate, take_expression
+from commands.reader import Reader
+from commands.registry import Result
+from commands.symbols import SymbolEngine
+from commands.target import MemoryAccessError, Target
+
+GPRS64 = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+          "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+LEGACY = {"rax": "a", "rcx": "c", "rdx": "d", "rbx": "b"}
+INDEXED = {"rsp": "sp", "rbp": "bp", "rsi": "si", "rdi": "di"}
+
+
+def sub_registers(regs: dict[str, int]) -> dict[str, int]:
+    """Every x64 register name derived from the 64-bit values."""
+    out = dict(regs)
+    for r in GPRS64:
+        v = regs.get(r, 0)
+        if r in LEGACY:
+            c = LEGACY[r]
+            out.update({f"e{c}x": v & 0xFFFFFFFF, f"{c}x": v & 0xFFFF, f"{c}l": v & 0xFF,
+                        f"{c}h": (v >> 8) & 0xFF})
+        elif r in INDEXED:
+            c = INDEXED[r]
+            out.update({f"e{c}": v & 0xFFFFFFFF, c: v & 0xFFFF, f"{c}l": v & 0xFF})
+        else:
+            out.update({f"{r}d": v & 0xFFFFFFFF, f"{r}w": v & 0xFFFF, f"{r}b": v & 0xFF})
+    out["eip"] = regs.get("rip", 0) & 0xFFFFFFFF
+    return out
+
+
+@dataclass
+class ScopeContext:
+    """A register context set by `.trap` (or later `.cxr`/`.thread`)."""
+
+    registers: dict[str, int]
+    source: str  # "trap"
+
+
+@dataclass
+class Session:
+    target: Target
+    processor: int = 0
+    radix: int = 16
+    scope: ScopeContext | None = None
+    pseudo: dict[str, int] = field(default_factory=dict)
+    next_dump: dict[str, int] = field(default_factory=dict)  # where d*/u continue
+
+    def __post_init__(self) -> None:
+        self.symbols = SymbolEngine(self.target)
+        self.reader = Reader(self.target)
+        registry.load_all()
+
+    # -- prompt and context ---------------------------------------------------------
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.processor}: kd> "
+
+    def registers(self) -> dict[str, int]:
+        if self.scope is not None:
+            return dict(self.scope.registers)
+        return dict(self.target.registers(self.processor))
+
+    def prcb(self, processor: int | None = None) -> int:
+        n = self.processor if processor is None else processor
+        return self.reader.u64(self.nt("KiProcessorBlock") + 8 * n)
+
+    def current_thread(self, processor: int | None = None) -> int:
+        return self.reader.field("_KPRCB", self.prcb(processor), "CurrentThread")
+
+    def current_process(self, processor: int | None = None) -> int:
+        return self.reader.field("_KTHREAD", self.current_thread(processor), "ApcState.Process")
+
+    def nt(self, name: str) -> int:
+        addr = self.symbols.address_of(f"nt!{name}")
+        if addr is None:
+            raise KdError(f"Couldn't resolve error at 'nt!{name}'")
+        return addr
+
+    # -- ExprContext ----------------------------------------------------------------
+
+    def register(self, name: str) -> int | None:
+        name = name.lower().lstrip("@")
+        if name.startswith("$"):
+            return self._pseudo(name)
+        regs = sub_registers(self.registers())
+        if name == "efl":
+            return regs.get("efl", 0)
+        return regs.get(name)
+
+    def _pseudo(self, name: str) -> int | None:
+        regs = self.registers()
+        if name == "$ip":
+            return regs.get("rip")
+        if name in ("$sp", "$csp"):
+            return regs.get("rsp")
+        if name == "$thread":
+            return self.current_thread()
+        if name == "$proc":
+            return self.current_process()
+        if name == "$prcb":
+            return self.prcb()
+        if name == "$pcr":
+            return self.prcb() - self.target.types.resolve("_KPCR", "Prcb")[0]
+        if name == "$bug_code" or name.startswith("$bug_param"):
+            data = self.nt("KiBugCheckData")
+            idx = 0 if name == "$bug_code" else int(name[-1])
+            return self.reader.u64(data + 8 * idx)
+        return self.pseudo.get(name)
+
+    def symbol(self, name: str) -> int | None:
+        return self.symbols.address_of(name)
+
+    def read_memory(self, address: int, size: int) -> bytes:
+        return self.target.read_virtual(address, size)
+
+    def read_physical(self, address: int, size: int) -> bytes:
+        return self.target.read_physical(address, size)
+
+    def evaluate(self, text: str) -> int:
+        return evaluate(text, self, self.radix)
+
+    def take(self, args: str) -> tuple[int, str]:
+        return take_expression(args, self, self.radix)
+
+    # -- running command lines ------------------------------------------------------
+
+    def execute(self, line: str) -> list[Result]:
+        """Run one input line (several `;`-separated commands); never raises."""
+        results: list[Result] = []
+        try:
+            commands = split_commands(line)
+        except KdError as exc:
+            return [self._error(exc, line)]
+        for text in commands:
+            res = self.execute_one(text)
+            results.append(res)
+            if res.data == "quit":
+                break
+        return results
+
+    def execute_one(self, text: str) -> Result:
+        try:
+            ct = split_name(text, registry.letter_commands())
+            spec = registry.COMMANDS.get(ct.name.lower())
+            if spec is None:
+                raise KdCommandError(text, 0)
+            return spec.handler(self, ct.args)
+        except KdCommandError as exc:
+            if exc.command != text:
+                exc = exc.relocate(text, max(0, text.find(exc.command)))
+            return self._error(exc, text)
+        except KdError as exc:
+            return self._error(exc, text)
+        except MemoryAccessError as exc:
+            return self._error(KdMemoryError(f"{exc.address:x}"), text)
+
+    def _error(self, exc: KdError, text: str) -> Result:
+        if isinstance(exc, KdCommandError):
+            return Result([exc.line(self.prompt)], {"error": str(exc)})
+        return Result([str(exc)], {"error": str(exc)})

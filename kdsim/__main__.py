@@ -1,0 +1,3 @@
+from kdsim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,181 @@
+"""Booting the default machine: images, processors, the Idle and System processes, a
+small realistic set of user processes, then the scenario's drivers."""
+
+from __future__ import annotations
+
+import random
+
+from machine import routines as _routines  # noqa: F401  (fills the native registry)
+from machine.ke.processor import Processor
+from machine.ldr.loader import (HAL_SIZE, NT_DATA, NT_DATA_RVA, NT_SIZE, NT_TEXT_RVA,
+                                add_data_symbols, build_native_image, link_loaded_module)
+from machine.machine import Machine, MachineConfig
+from machine.mm.layout import RegionAllocator
+from machine.mm.physical import PAGE_SIZE
+from machine.ob.object import insert_handle
+from machine.ps.create import create_event, create_process, create_thread
+from machine.ps.usermode import idle_program
+from machine.rtl.lists import initialize_list_head
+from machine.types.view import Struct
+
+KPCR_STRIDE = 0xC000
+POOL_REGION_SIZE = 0x100000000
+NT_BUILD = 19045
+NT_TIMESTAMP = 0x6456F5D1  # ntoskrnl 10.0.19045.2965 image timestamp
+# Uptime at which the simulated clock starts (ticks of 15.625 ms): about 15 minutes.
+BOOT_TICKS = 58_000
+
+# (image, parent, session, base priority, threads): the user processes of a fresh
+# Windows 10 session, in creation order.
+USER_PROCESSES = (
+    ("smss.exe", "System", None, 11, 2),
+    ("csrss.exe", "smss.exe", 0, 13, 3),
+    ("wininit.exe", "smss.exe", 0, 13, 2),
+    ("csrss.exe", "smss.exe", 1, 13, 3),
+    ("winlogon.exe", "smss.exe", 1, 13, 2),
+    ("services.exe", "wininit.exe", 0, 9, 3),
+    ("lsass.exe", "wininit.exe", 0, 9, 4),
+    ("svchost.exe", "services.exe", 0, 8, 3),
+    ("svchost.exe", "services.exe", 0, 8, 4),
+    ("svchost.exe", "services.exe", 0, 8, 2),
+    ("svchost.exe", "services.exe", 0, 8, 3),
+    ("explorer.exe", "winlogon.exe", 1, 8, 4),
+    ("notepad.exe", "explorer.exe", 1, 8, 1),
+)
+
+
+class CidAllocator:
+    """Process and thread ids come from one table: multiples of 4, increasing."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(f"cid:{seed}")
+        self.next = 0x68
+
+    def take(self) -> int:
+        cid = self.next
+        self.next += 4 * self.rng.randint(1, 24)
+        return cid
+
+
+def build_kernel(config: MachineConfig) -> Machine:
+    m = Machine(config)
+    lay = m.layout
+    m.stacks = RegionAllocator(lay.kernel_stacks)
+    nt = build_native_image(m, "nt", "ntoskrnl.exe", "ntkrnlmp.pdb", lay.nt_base, NT_SIZE,
+                            "\\SystemRoot\\system32\\ntoskrnl.exe", NT_TEXT_RVA, "nt")
+    nt.timestamp = NT_TIMESTAMP
+    add_data_symbols(m, nt, NT_DATA_RVA, NT_DATA)
+    hal = build_native_image(m, "hal", "hal.dll", "hal.pdb", lay.nt_base + 0x1800000, HAL_SIZE,
+                             "\\SystemRoot\\system32\\hal.dll", 0x1000, "hal")
+    initialize_list_head(m.kspace, m.sym("nt!PsActiveProcessHead"))
+    initialize_list_head(m.kspace, m.sym("nt!PsLoadedModuleList"))
+    m.kspace.map_new(lay.user_shared_data, PAGE_SIZE)
+    link_loaded_module(m, nt)
+    link_loaded_module(m, hal)
+    m.kspace.write_u64(m.sym("nt!NtBuildNumber"), 0xF0000000 | NT_BUILD)
+    m.kspace.write_u64(m.sym("nt!KeMaximumIncrement"), 156250)
+    for sym, value in (("MmPagedPoolStart", lay.paged_pool),
+                       ("MmPagedPoolEnd", lay.paged_pool + POOL_REGION_SIZE),
+                       ("MmNonPagedPoolStart", lay.nonpaged_pool),
+                       ("MmNonPagedPoolEnd", lay.nonpaged_pool + POOL_REGION_SIZE)):
+        m.kspace.write_u64(m.sym(f"nt!{sym}"), value)
+    m.tick_count = BOOT_TICKS
+    m.kspace.write_u64(m.sym("nt!KeTickCount"), m.tick_count)
+    m.session_space = m.pool.allocate(0, 0x100, "MmSt")
+    _processors(m)
+    return m
+
+
+def _processors(m: Machine) -> None:
+    n = m.config.cpus
+    m.kspace.write_u64(m.sym("nt!KeNumberProcessors"), n)
+    for i in range(n):
+        pcr = m.layout.pcr_area + i * KPCR_STRIDE
+        m.kspace.map_new(pcr, m.catalog.get("_KPCR").size)
+        k = Struct(m.kspace, "_KPCR", pcr)
+        prcb = k.addr("Prcb")
+        k.set("Self", pcr)
+        k.set("CurrentPrcb", prcb)
+        p = Struct(m.kspace, "_KPRCB", prcb)
+        p.set("Number", i)
+        m.kspace.write_u64(m.sym("nt!KiProcessorBlock") + 8 * i, prcb)
+        proc = m.add_processor(i, pcr, prcb)
+        proc.cpu.gs_base = pcr
+        proc.cpu.cr0 = 0x80050033
+        proc.cpu.cr4 = 0x350EF8
+        proc.cpu.cr3 = m.kspace.cr3
+
+
+def boot(config: MachineConfig, load_drivers=None, events=()) -> Machine:
+    """A running machine: every boot thread has run to its first wait.  load_drivers(m)
+    maps the scenario's driver images; a system worker thread runs their DriverEntry."""
+    m = build_kernel(config)
+    cids = CidAllocator(config.seed)
+    idle = create_process(m, "Idle", 0, 0, None, 0, kernel_only=True)
+    m.kspace.write_u64(m.sym("nt!PsIdleProcess"), idle.eprocess)
+    for proc in m.processors:
+        t = create_thread(m, idle, 0, "nt!KiIdleLoop", system=True, priority=0,
+                          ideal=proc.number, ready=False, idle=True)
+        _start_idle(m, proc, t)
+    system = create_process(m, "System", 4, 0, None, 8, kernel_only=True)
+    m.kspace.write_u64(m.sym("nt!PsInitialSystemProcess"), system.eprocess)
+    if load_drivers is not None:
+        m.pending_driver_loads.extend(load_drivers(m))
+    for i in range(4):  # system worker threads; the first one loads drivers
+        t = create_thread(m, system, cids.take(), "nt!KiStartSystemThread", system=True,
+                          priority=13, ideal=i % config.cpus)
+        t.start_context = create_event(m)
+        Struct(m.kspace, "_ETHREAD", t.ethread).set("StartAddress", m.sym("nt!ExpWorkerThread"))
+    by_image: dict[str, int] = {"System": 4}
+    for image, parent, session, prio, nthreads in USER_PROCESSES:
+        pid = cids.take()
+        proc_rec = create_process(m, image, pid, by_image[parent], session, prio)
+        by_image.setdefault(image, pid)
+        for j in range(nthreads):
+            start_user_thread(m, proc_rec, cids.take(), idle_program, ideal=j % config.cpus)
+    m.cids = cids
+    m.by_image = by_image
+    for tick, action in events:
+        m.at_tick(m.tick_count + tick, action)
+    result = m.run(2_000_000, until_quiet=True)
+    if result.reason != "quiet" and m.bugcheck is None:
+        from machine.machine import MachineError
+
+        raise MachineError(f"boot did not settle ({result.reason} after {result.steps} steps)")
+    return m
+
+
+def start_user_thread(m: Machine, process, tid: int, program_factory, ideal: int = 0):
+    """A user thread: it starts in the kernel at KiStartUserThread and leaves for user mode,
+    where it follows program_factory(m, thread)."""
+    rtl_user_thread_start = m.layout.ntdll_base + 0x7D2F0
+    t = create_thread(m, process, tid, "nt!KiStartUserThread", priority=8, ideal=ideal,
+                      win32_start=0x00007FF700000000 + process.pid * 0x100000 + 0x1A40,
+                      ready=False)
+    t.user_start = rtl_user_thread_start
+    t.user_program = program_factory(m, t)
+    m.make_ready(t)
+    return t
+
+
+def _start_idle(m: Machine, proc: Processor, t) -> None:
+    proc.idle = t
+    proc.current = t
+    cpu = proc.cpu
+    cpu.regs[:] = t.saved_regs
+    cpu.rip = t.saved_rip
+    kt = Struct(m.kspace, "_KTHREAD", t.ethread)
+    kt.set("State", 2)
+    kt.set("Running", 1)
+    p = Struct(m.kspace, "_KPRCB", proc.prcb)
+    p.set("IdleThread", t.ethread)
+    p.set("CurrentThread", t.ethread)
+
+
+def process_named(m: Machine, image: str):
+    return next(p for p in m.processes if p.image.lower() == image.lower())
+
+
+def insert_event_handle(m: Machine, process) -> int:
+    ep = Struct(m.kspace, "_EPROCESS", process.eprocess)
+    return insert_handle(m, ep.get("ObjectTable"), create_event(m))

@@ -1,0 +1,77 @@
+"""Exception handlers behind the IDT: the CPU has saved the interrupted context in a
+`_KTRAP_FRAME`; the handler resolves the fault or stops the machine with the bugcheck
+Windows raises for it."""
+
+from __future__ import annotations
+
+from machine.ke.native import Call, TrapReturn, routine
+from machine.ke.processor import DISPATCH_LEVEL
+from machine.types.view import Struct
+
+IRQL_NOT_LESS_OR_EQUAL = 0xA
+KMODE_EXCEPTION_NOT_HANDLED = 0x1E
+PAGE_FAULT_IN_NONPAGED_AREA = 0x50
+DRIVER_IRQL_NOT_LESS_OR_EQUAL = 0xD1
+STATUS_ACCESS_VIOLATION = 0xC0000005
+STATUS_BREAKPOINT = 0x80000003
+STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
+STATUS_INTEGER_DIVIDE_BY_ZERO = 0xC0000094
+
+
+def in_nt(m, address: int) -> bool:
+    nt = m.modules[0]
+    return nt.base <= address < nt.base + nt.size
+
+
+@routine("KiPageFault", trap=True, size=0x500)
+def KiPageFault(m, proc, frame):
+    tf = frame.extra["tf"]
+    va, write = frame.extra["cr2"], frame.extra["write"]
+    trap = Struct(proc.cpu.mem, "_KTRAP_FRAME", tf)
+    trap.set("FaultAddress", va)
+    rip = trap.get("Rip")
+    from machine.mm.fault import mm_access_fault
+
+    if mm_access_fault(m, proc, va, bool(write)):
+        yield TrapReturn(tf)
+        return
+    if proc.irql >= DISPATCH_LEVEL and m.pool.is_paged(va):
+        # Pageable memory touched where the memory manager may not wait for it.
+        code = IRQL_NOT_LESS_OR_EQUAL if in_nt(m, rip) else DRIVER_IRQL_NOT_LESS_OR_EQUAL
+        params = (va, proc.irql, 1 if write else 0, rip)
+    elif proc.irql >= DISPATCH_LEVEL:
+        code = IRQL_NOT_LESS_OR_EQUAL if in_nt(m, rip) else DRIVER_IRQL_NOT_LESS_OR_EQUAL
+        params = (va, proc.irql, 1 if write else 0, rip)
+    else:
+        code = PAGE_FAULT_IN_NONPAGED_AREA
+        params = (va, 2 if write else 0, rip, 2)
+    yield Call(m.sym("KiBugCheckDispatch"), (code, *params), ret=0x474)
+
+
+def _unhandled(m, proc, frame, status: int, ret: int):
+    tf = frame.extra["tf"]
+    rip = Struct(proc.cpu.mem, "_KTRAP_FRAME", tf).get("Rip")
+    yield Call(m.sym("KiBugCheckDispatch"),
+               (KMODE_EXCEPTION_NOT_HANDLED, status, rip, 0, 0), ret=ret)
+
+
+@routine("KiBreakpointTrap", trap=True, size=0x200)
+def KiBreakpointTrap(m, proc, frame):
+    # Without a debugger attached to take the first chance, an int 3 in kernel mode
+    # ends in KMODE_EXCEPTION_NOT_HANDLED with the breakpoint status.
+    yield from _unhandled(m, proc, frame, STATUS_BREAKPOINT, 0x13C)
+
+
+@routine("KiGeneralProtectionFault", trap=True, size=0x200)
+def KiGeneralProtectionFault(m, proc, frame):
+    yield from _unhandled(m, proc, frame, STATUS_ACCESS_VIOLATION, 0x107)
+
+
+@routine("KiDivideErrorFault", trap=True, size=0x200)
+def KiDivideErrorFault(m, proc, frame):
+    yield from _unhandled(m, proc, frame, STATUS_INTEGER_DIVIDE_BY_ZERO, 0x104)
+
+
+@routine("KiInvalidOpcodeFault", trap=True, size=0x200)
+def KiInvalidOpcodeFault(m, proc, frame):
+    yield from _unhandled(m, proc, frame, STATUS_ILLEGAL_INSTRUCTION, 0x104)

@@ -1,0 +1,97 @@
+"""Waiting and switching threads: KeWaitForSingleObject down to KiSwapContext."""
+
+from __future__ import annotations
+
+from machine.ke.native import Block, Call, Pause, routine
+from machine.ke.processor import DISPATCH_LEVEL
+from machine.ke.threads import WAITING
+from machine.rtl.lists import insert_tail_list
+from machine.types.view import Struct
+
+WAIT_BLOCK_SIZE = 0x30
+WAIT_ANY = 1
+KWAIT_BLOCK_STATE_WAITING = 4  # WaitBlockActive
+
+
+@routine("KiSwapContext", frame=0x38, size=0x120)
+def KiSwapContext(m, proc, a):
+    new = m.thread_at(a[1])
+    yield Block(next_thread=new, at=0x76)
+    return 0
+
+
+@routine("KiSwapThread", frame=0xA8, size=0x600)
+def KiSwapThread(m, proc, a):
+    old = m.thread_at(a[0])
+    new = m.next_ready(proc) or proc.idle
+    yield Call(m.sym("KiSwapContext"), (old.ethread, new.ethread), ret=0x500)
+    return Struct(m.kspace, "_KTHREAD", old.ethread).get("WaitStatus")
+
+
+@routine("KiCommitThreadWait", frame=0x88, size=0x200)
+def KiCommitThreadWait(m, proc, a):
+    status = yield Call(m.sym("KiSwapThread"), (a[0], proc.prcb), ret=0x14F)
+    return status
+
+
+@routine("KeWaitForSingleObject", frame=0x58, size=0x300)
+def KeWaitForSingleObject(m, proc, a):
+    """(Object, WaitReason, WaitMode, Alertable, Timeout)"""
+    from machine.ke.bugcheck import crash
+
+    obj, reason, mode, alertable = a[0], a[1] & 0xFF, a[2] & 0xFF, a[3] & 0xFF
+    thread = proc.current
+    if proc.irql >= DISPATCH_LEVEL:
+        # IRQL_NOT_LESS_OR_EQUAL: waiting is not allowed at DISPATCH_LEVEL or above.
+        crash(m, proc, 0xA, (obj, proc.irql, 0, m.native_base["KeWaitForSingleObject"]))
+    header = Struct(m.kspace, "_DISPATCHER_HEADER", obj)
+    if header.get("SignalState") > 0:
+        if header.get("Type") == 1:  # synchronization event: satisfying the wait resets it
+            header.set("SignalState", 0)
+        return 0
+    kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
+    wb = kt.addr("WaitBlock")
+    w = Struct(m.kspace, "_KWAIT_BLOCK", wb)
+    w.set("WaitType", WAIT_ANY)
+    w.set("BlockState", KWAIT_BLOCK_STATE_WAITING)
+    w.set("WaitKey", 0)
+    w.set("Thread", thread.ethread)
+    w.set("Object", obj)
+    insert_tail_list(m.kspace, header.addr("WaitListHead"), wb)
+    kt.set("WaitBlockList", wb)
+    kt.set("State", WAITING)
+    kt.set("WaitReason", reason)
+    kt.set("WaitMode", mode)
+    kt.set("Alertable", alertable)
+    kt.set("WaitIrql", proc.irql)
+    kt.set("WaitTime", m.tick_count)
+    kt.set("WaitStatus", 0)
+    thread.state = WAITING
+    status = yield Call(m.sym("KiCommitThreadWait"), (thread.ethread, 0, 0, 0), ret=0x233)
+    return status
+
+
+@routine("KiIdleLoop", frame=0x38, size=0x200)
+def KiIdleLoop(m, proc, a):
+    idle = proc.idle
+    while True:
+        new = m.next_ready(proc)
+        if new is None:
+            yield Pause(at=0x2E)
+            continue
+        yield Call(m.sym("KiSwapContext"), (idle.ethread, new.ethread), ret=0x9E)
+
+
+@routine("NtWaitForSingleObject", frame=0x48, size=0x100)
+def NtWaitForSingleObject(m, proc, a):
+    """(Handle, Alertable, Timeout) from user mode: a UserRequest wait."""
+    from machine.ob.object import lookup_handle
+
+    thread = proc.current
+    table = Struct(m.kspace, "_EPROCESS", thread.process.eprocess).get("ObjectTable")
+    obj = lookup_handle(m, table, a[0])
+    if obj is None:
+        return 0xC0000008  # STATUS_INVALID_HANDLE
+    status = yield Call(m.sym("KeWaitForSingleObject"), (obj, 6, 1, a[1] & 0xFF, a[2]),
+                        ret=0x6A)
+    return status

@@ -1,0 +1,404 @@
+"""The simulated computer: processors, memory, the kernel's state, and the run loop.
+
+Every step, each processor in turn (in a fixed order, so runs are deterministic):
+takes the highest pending interrupt above its IRQL, else resumes the native routine its
+thread is suspended in, else enters a native routine whose entry rip has reached, else
+executes one x64 instruction from memory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from machine.cpu import Cpu, CpuException, DecodeCache
+from machine.ex.pool import Pool
+from machine.ke import native as nat
+from machine.ke.processor import DISPATCH_LEVEL, Processor
+from machine.ke.threads import READY, RUNNING, ProcessRec, ThreadRec
+from machine.ke.trapframe import (KERNEL_CS, KERNEL_SS, RCX, RDX, USER_CS, USER_SS,
+                                  save_context, trap_frame_below)
+from machine.mm.layout import KernelLayout
+from machine.mm.paging import AddressSpace
+from machine.mm.physical import PhysicalMemory
+from machine.types.catalog import load_catalog
+from machine.types.view import Struct
+
+R8, R9, RAX = 8, 9, 0
+
+# One clock tick is 15.625 ms (KeMaximumIncrement = 156250 x 100 ns); the simulated
+# clock runs one processor step per microsecond.
+TICK_100NS = 156250
+STEP_100NS = 10
+STEPS_PER_TICK = TICK_100NS // STEP_100NS
+# The simulated wall clock starts at 2023-05-05 04:26:25 UTC (in 100 ns since 1601),
+# less the uptime the machine boots with.
+BOOT_SYSTEM_TIME = 0x01D97F0F6A5E8000
+
+
+class BugCheckHalt(Exception):
+    """Raised by KeBugCheckEx: the machine stops with every processor frozen."""
+
+    def __init__(self, code: int, params: tuple[int, int, int, int], processor: int) -> None:
+        super().__init__(f"bugcheck {code:#x}")
+        self.code = code
+        self.params = params
+        self.processor = processor
+
+
+class MachineError(Exception):
+    """A state the simulator cannot continue from (a bug in a scenario or in kdsim)."""
+
+
+@dataclass
+class MachineConfig:
+    cpus: int = 2
+    seed: int = 1
+
+
+@dataclass
+class RunResult:
+    reason: str  # "bugcheck" | "budget" | "quiet"
+    steps: int
+
+
+@dataclass
+class Machine:
+    config: MachineConfig
+    phys: PhysicalMemory = field(init=False)
+    layout: KernelLayout = field(init=False)
+    kspace: AddressSpace = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.phys = PhysicalMemory()
+        self.layout = KernelLayout.for_seed(self.config.seed)
+        self.kspace = AddressSpace(self.phys)
+        self.catalog = load_catalog()
+        self.cache = DecodeCache(self.phys)
+        self.pool = Pool(self.kspace, self.layout.nonpaged_pool, self.layout.paged_pool)
+        self.processors: list[Processor] = []
+        self.natives: dict[int, nat.NativeSpec] = {}
+        self.native_base: dict[str, int] = {}
+        self.symbols: dict[str, int] = {}  # "nt!Name" -> address (the machine's own linker map)
+        self.modules: list = []
+        self.processes: list[ProcessRec] = []
+        self.threads: list[ThreadRec] = []
+        self.ready: deque[ThreadRec] = deque()
+        self.steps = 0
+        self.tick_count = 0
+        self.bugcheck: BugCheckHalt | None = None
+        self.timeline: list = []  # (tick, callable) events, kept sorted
+        self.step_budget = 50_000_000
+        self.thread_index: dict[int, ThreadRec] = {}
+        self.pending_driver_loads: list = []
+        self.io_names: dict[str, int] = {}  # object-namespace path -> object body
+        self.io_links: dict[str, str] = {}  # symbolic link -> target path
+        self.session_space = 0
+        self.device_maps: dict[int, int] = {}
+        self.stacks = None  # RegionAllocator for kernel stacks, set at boot
+
+    def device_map(self, session: int | None) -> int:
+        """The DOS-devices map a process of this session uses (one per session)."""
+        key = -1 if session is None else session
+        if key not in self.device_maps:
+            self.device_maps[key] = self.pool.allocate(1, 0x40, "Dmap")
+        return self.device_maps[key]
+
+    def thread_at(self, ethread: int) -> ThreadRec:
+        return self.thread_index[ethread]
+
+    def system_time(self) -> int:
+        """KeQuerySystemTime: 100 ns units since 1601, from the deterministic clock."""
+        return BOOT_SYSTEM_TIME + self.tick_count * TICK_100NS + \
+            (self.steps % STEPS_PER_TICK) * STEP_100NS
+
+    def enter_trap_native(self, proc: Processor, name: str, tf: int) -> None:
+        self._enter_native(proc, nat.REGISTRY[name], tf=tf)
+
+    # -- symbols -------------------------------------------------------------------
+
+    def sym(self, name: str) -> int:
+        """Address of a kernel symbol, `nt!KeBugCheckEx` or `KeBugCheckEx` (nt)."""
+        key = name if "!" in name else f"nt!{name}"
+        try:
+            return self.symbols[key]
+        except KeyError:
+            raise MachineError(f"unknown symbol {key}") from None
+
+    def struct(self, type_name: str, address: int, space: AddressSpace | None = None) -> Struct:
+        return Struct(space or self.kspace, type_name, address)
+
+    # -- processors and IRQL -------------------------------------------------------
+
+    def add_processor(self, number: int, pcr: int, prcb: int) -> Processor:
+        cpu = Cpu(number, self.cache)
+        cpu.mem = self.kspace
+        proc = Processor(number, cpu, pcr, prcb)
+        cpu.cr8_read = lambda p=proc: p.irql
+        cpu.cr8_write = lambda v, p=proc: self.set_irql(p, v)
+        self.processors.append(proc)
+        return proc
+
+    def set_irql(self, proc: Processor, irql: int) -> None:
+        proc.irql = irql & 0xF
+        self.kspace.write_int(proc.pcr + 0x50, 1, proc.irql)  # _KPCR.Irql
+
+    def current_processor(self, cpu: Cpu) -> Processor:
+        return self.processors[cpu.number]
+
+    def request_interrupt(self, proc: Processor, vector: int) -> None:
+        proc.pending.add(vector)
+
+    # -- running -------------------------------------------------------------------
+
+    def run(self, max_steps: int | None = None, until_quiet: bool = False) -> RunResult:
+        """Run until a bugcheck, the step budget, or (until_quiet) nothing is runnable."""
+        budget = self.step_budget if max_steps is None else max_steps
+        start = self.steps
+        if self.bugcheck is not None:
+            return RunResult("bugcheck", 0)
+        try:
+            while self.steps - start < budget:
+                if self._all_idle():
+                    if until_quiet and not any(t <= self.tick_count for t, _ in self.timeline):
+                        return RunResult("quiet", self.steps - start)
+                    # Nothing can happen before the next clock interrupt: idle loops only
+                    # spin, so time skips to it (deterministically).
+                    self.steps += STEPS_PER_TICK - 1 - self.steps % STEPS_PER_TICK
+                self._global_step()
+        except BugCheckHalt as halt:
+            self.bugcheck = halt
+            return RunResult("bugcheck", self.steps - start)
+        return RunResult("budget", self.steps - start)
+
+    def _all_idle(self) -> bool:
+        return not self.ready and all(
+            p.current is p.idle and not p.pending and not p.quantum_end
+            and p.current.native and p.cpu.rip == p.current.native[-1].resume_rip
+            for p in self.processors)
+
+    def _global_step(self) -> None:
+        self.steps += 1
+        if self.steps % STEPS_PER_TICK == 0:
+            for p in self.processors:
+                self.request_interrupt(p, 0xD1)
+        for proc in self.processors:
+            if not proc.frozen:
+                self._step_processor(proc)
+
+    def _step_processor(self, proc: Processor) -> None:
+        cpu = proc.cpu
+        thread = proc.current
+        assert thread is not None
+        vector = proc.pending_above_irql() if proc.pending else None
+        if vector is not None:
+            proc.pending.discard(vector)
+            self._deliver_interrupt(proc, vector)
+            return
+        if thread.user_mode:
+            from machine.ps.usermode import user_step
+
+            user_step(self, proc, thread)
+            return
+        rip = cpu.rip
+        if thread.native:
+            top = thread.native[-1]
+            if rip == top.resume_rip and cpu.regs[4] == top.resume_rsp:
+                self._advance(proc, top, cpu.regs[RAX])
+                return
+        spec = self.natives.get(rip)
+        if spec is not None:
+            self._enter_native(proc, spec)
+            return
+        try:
+            cpu.step()
+        except CpuException as exc:
+            self._deliver_exception(proc, exc)
+
+    # -- native routines ----------------------------------------------------------
+
+    def _enter_native(self, proc: Processor, spec: nat.NativeSpec, tf: int = 0,
+                      extra: dict | None = None) -> None:
+        cpu = proc.cpu
+        regs = cpu.regs
+        rsp_entry = regs[4]
+        space = cpu.mem
+        args = nat.Args((regs[RCX], regs[RDX], regs[R8], regs[R9]),
+                        lambda i, base=rsp_entry: space.read_u64(base + 8 + 8 * i))
+        frame = nat.NativeFrame(spec, None, rsp_entry, extra=dict(extra or {}))
+        if tf:
+            frame.extra["tf"] = tf
+        else:
+            regs[4] = rsp_entry - spec.frame
+        gen = spec.impl(self, proc, args) if not spec.trap else spec.impl(self, proc, frame)
+        assert proc.current is not None
+        if not hasattr(gen, "send"):
+            self._return_native(proc, frame, gen or 0)
+            return
+        frame.gen = gen
+        proc.current.native.append(frame)
+        self._advance(proc, frame, None)
+
+    def _advance(self, proc: Processor, frame: nat.NativeFrame, value: int | None) -> None:
+        cpu = proc.cpu
+        base = self.native_base[frame.spec.name]
+        assert frame.gen is not None
+        try:
+            req = frame.gen.send(value)
+        except StopIteration as stop:
+            thread = proc.current
+            assert thread is not None and thread.native and thread.native[-1] is frame
+            thread.native.pop()
+            self._return_native(proc, frame, stop.value or 0)
+            return
+        if isinstance(req, nat.Call):
+            regs = cpu.regs
+            for i, reg in enumerate((RCX, RDX, R8, R9)):
+                if i < len(req.args):
+                    regs[reg] = req.args[i] & 0xFFFFFFFFFFFFFFFF
+            for i in range(4, len(req.args)):
+                cpu.mem.write_u64(regs[4] + 8 * i, req.args[i])
+            frame.resume_rsp = regs[4]
+            frame.resume_rip = base + req.ret
+            cpu.push(frame.resume_rip)
+            cpu.rip = req.target
+        elif isinstance(req, nat.Pause):
+            frame.resume_rip = base + req.at
+            frame.resume_rsp = cpu.regs[4]
+            cpu.rip = frame.resume_rip
+        elif isinstance(req, nat.Block):
+            frame.resume_rip = base + req.at
+            frame.resume_rsp = cpu.regs[4]
+            cpu.rip = frame.resume_rip
+            self._switch(proc, req.next_thread)
+        elif isinstance(req, nat.TrapReturn):
+            thread = proc.current
+            assert thread is not None
+            thread.native.pop()
+            self._trap_return(proc, req.trap_frame)
+        else:
+            raise MachineError(f"{frame.spec.name} yielded {req!r}")
+
+    def _return_native(self, proc: Processor, frame: nat.NativeFrame, value: int) -> None:
+        cpu = proc.cpu
+        cpu.regs[RAX] = value & 0xFFFFFFFFFFFFFFFF
+        cpu.regs[4] = frame.rsp_entry
+        cpu.rip = cpu.pop()
+
+    # -- context switching ---------------------------------------------------------
+
+    def _switch(self, proc: Processor, new: ThreadRec) -> None:
+        """Save the current thread's registers, load `new`'s (KiSwapContext's core)."""
+        cpu = proc.cpu
+        old = proc.current
+        assert old is not None
+        old.saved_regs = list(cpu.regs)
+        old.saved_rip = cpu.rip
+        old.saved_rflags = cpu.rflags
+        ko = self.struct("_KTHREAD", old.ethread)
+        # The switch frame: KernelStack points 0x40 below the resumed rsp, with the
+        # resume address in its last slot, where a debugger expects it on x64.
+        kernel_stack = cpu.regs[4] - 0x40
+        self.kspace.write_u64(kernel_stack + 0x38, cpu.rip)
+        ko.set("KernelStack", kernel_stack)
+        ko.set("Running", 0)
+        cpu.regs[:] = new.saved_regs
+        cpu.rip = new.saved_rip
+        cpu.rflags = new.saved_rflags
+        cpu.mem = new.process.space
+        cpu.cr3 = new.process.space.cr3
+        proc.current = new
+        new.state = RUNNING
+        kn = self.struct("_KTHREAD", new.ethread)
+        kn.set("State", RUNNING)
+        kn.set("Running", 1)
+        kn.set("NextProcessor", proc.number)
+        kn.set("ContextSwitches", kn.get("ContextSwitches") + 1)
+        kn.set("WaitTime", self.tick_count)
+        prcb = self.struct("_KPRCB", proc.prcb)
+        prcb.set("CurrentThread", new.ethread)
+
+    def make_ready(self, thread: ThreadRec) -> None:
+        thread.state = READY
+        self.struct("_KTHREAD", thread.ethread).set("State", READY)
+        self.ready.append(thread)
+
+    def next_ready(self, proc: Processor) -> ThreadRec | None:
+        """Round robin over one system-wide ready queue (per-CPU queues come later)."""
+        return self.ready.popleft() if self.ready else None
+
+    # -- interrupts and exceptions ---------------------------------------------------
+
+    def _interrupt_frame(self, proc: Processor, error_code: int) -> int:
+        """Push what the CPU pushes on an interrupt and start a trap frame below it."""
+        cpu = proc.cpu
+        thread = proc.current
+        assert thread is not None
+        if thread.user_mode:
+            tf = thread.trap_frame
+            cs, ss, mode = USER_CS, USER_SS, 1
+            rsp = thread.saved_user_rsp
+            rip = thread.saved_user_rip
+            thread.user_mode = False
+        else:
+            tf = trap_frame_below(cpu.regs[4])
+            cs, ss, mode = KERNEL_CS, KERNEL_SS, 0
+            rsp, rip = cpu.regs[4], cpu.rip
+        save_context(cpu.mem, tf, cpu.regs, rip, rsp, cpu.rflags, cs, ss, error_code,
+                     proc.irql, mode)
+        cpu.regs[4] = tf
+        return tf
+
+    def _deliver_interrupt(self, proc: Processor, vector: int) -> None:
+        name = {0xD1: "HalpTimerClockInterrupt", 0x2F: "KiDpcInterrupt"}[vector]
+        tf = self._interrupt_frame(proc, 0)
+        spec = nat.REGISTRY[name]
+        proc.cpu.rip = self.native_base[name]
+        self._enter_native(proc, spec, tf=tf)
+
+    def _deliver_exception(self, proc: Processor, exc: CpuException) -> None:
+        handlers = {14: "KiPageFault", 3: "KiBreakpointTrap", 13: "KiGeneralProtectionFault",
+                    0: "KiDivideErrorFault", 6: "KiInvalidOpcodeFault"}
+        name = handlers.get(exc.vector)
+        if name is None or name not in self.native_base:
+            raise MachineError(f"unhandled CPU exception vector {exc.vector}")
+        cpu = proc.cpu
+        cpu.rip = exc.rip
+        tf = self._interrupt_frame(proc, exc.error_code or 0)
+        extra = {"cr2": exc.cr2 or 0, "write": int(bool(exc.write)), "vector": exc.vector}
+        cpu.rip = self.native_base[name]
+        self._enter_native(proc, nat.REGISTRY[name], tf=tf, extra=extra)
+
+    def _trap_return(self, proc: Processor, tf: int) -> None:
+        from machine.ke.trapframe import restore_context
+
+        cpu = proc.cpu
+        rip, rsp, rflags = restore_context(cpu.mem, tf, cpu.regs)
+        t = self.struct("_KTRAP_FRAME", tf, cpu.mem)
+        self.set_irql(proc, t.get("PreviousIrql"))
+        thread = proc.current
+        assert thread is not None
+        if t.get("SegCs") == USER_CS:
+            thread.user_mode = True
+            thread.saved_user_rip = rip
+            thread.saved_user_rsp = rsp
+            cpu.regs[4] = rsp
+            cpu.rip = rip
+        else:
+            cpu.regs[4] = rsp
+            cpu.rip = rip
+        cpu.rflags = rflags
+
+    # -- time ------------------------------------------------------------------------
+
+    def at_tick(self, tick: int, action) -> None:
+        self.timeline.append((tick, action))
+        self.timeline.sort(key=lambda e: e[0])
+
+    def run_due_events(self) -> None:
+        while self.timeline and self.timeline[0][0] <= self.tick_count:
+            _, action = self.timeline.pop(0)
+            action(self)
+
+    def dispatch_level(self, proc: Processor) -> bool:
+        return proc.irql >= DISPATCH_LEVEL

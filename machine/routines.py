@@ -1,0 +1,13 @@
+"""Import every module that declares native routines, so the registry is complete
+before an image is laid out."""
+
+from machine.ex import routines as _ex  # noqa: F401
+from machine.hal import routines as _hal  # noqa: F401
+from machine.io import iomgr as _io  # noqa: F401
+from machine.ke import bugcheck as _bugcheck  # noqa: F401
+from machine.ke import clock as _clock  # noqa: F401
+from machine.ke import dpc as _dpc  # noqa: F401
+from machine.ke import irql as _irql  # noqa: F401
+from machine.ke import trap as _trap  # noqa: F401
+from machine.ke import wait as _wait  # noqa: F401
+from machine.ps import usermode as _usermode  # noqa: F401
