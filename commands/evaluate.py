@@ -7,7 +7,8 @@ from commands.errors import KdMissingExpressionError
 from commands.registry import Result, command
 
 
-@command("?", syntax="? expression", help="Evaluate a MASM expression and show it in decimal and hex.")
+@command("?", syntax="? expression",
+         help="Evaluate a MASM expression and show it in decimal and hex.")
 def evaluate_cmd(s, args: str) -> Result:
     if not args.strip():
         raise KdMissingExpressionError("<EOL>")

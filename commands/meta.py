@@ -5,7 +5,8 @@ from __future__ import annotations
 from commands.registry import ORDER, Result, command
 
 
-@command(".help", syntax=".help [command]", help="List the commands, or show one command's syntax and help.")
+@command(".help", syntax=".help [command]",
+         help="List the commands, or show one command's syntax and help.")
 def help_cmd(s, args: str) -> Result:
     want = args.strip().lower()
     rows = []

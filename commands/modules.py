@@ -19,7 +19,8 @@ def _timestamp(ts: int) -> str:
     return time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(ts)) + f" ({ts:08X})"
 
 
-@command("lm", syntax="lm [v] [m pattern]", help="List loaded modules (v: verbose; m: name pattern).")
+@command("lm", syntax="lm [v] [m pattern]",
+         help="List loaded modules (v: verbose; m: name pattern).")
 def lm_cmd(s, args: str) -> Result:
     words = args.split()
     verbose, pattern = False, None

@@ -32,7 +32,8 @@ def register_block(s, regs: dict[str, int], segments: bool) -> list[str]:
     return lines + code
 
 
-@command("r", syntax="r [register]", help="Show the registers of the current context, or one register.")
+@command("r", syntax="r [register]",
+         help="Show the registers of the current context, or one register.")
 def r_cmd(s, args: str) -> Result:
     regs = s.registers()
     name = args.strip().lower().lstrip("@")
@@ -54,7 +55,8 @@ def trap_registers(s, tf: int) -> dict[str, int]:
     return regs
 
 
-@command(".trap", syntax=".trap [address]", help="Set the register context from a trap frame (no address: reset).")
+@command(".trap", syntax=".trap [address]",
+         help="Set the register context from a trap frame (no address: reset).")
 def trap_cmd(s, args: str) -> Result:
     if not args.strip():
         s.scope = None

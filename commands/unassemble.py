@@ -11,7 +11,8 @@ def _read(s):
     return lambda a, n: s.target.read_virtual(a, n)
 
 
-@command("u", syntax="u [address] [L count]", help="Disassemble instructions from an address (default: continue).")
+@command("u", syntax="u [address] [L count]",
+         help="Disassemble instructions from an address (default: continue).")
 def u_cmd(s, args: str) -> Result:
     if args.strip():
         start, count, _ = parse_range(args, s, None, 1, s.radix)
@@ -22,7 +23,8 @@ def u_cmd(s, args: str) -> Result:
     return Result(lines, {"address": start, "next": nxt})
 
 
-@command("ub", syntax="ub [address] [L count]", help="Disassemble the instructions before an address.")
+@command("ub", syntax="ub [address] [L count]",
+         help="Disassemble the instructions before an address.")
 def ub_cmd(s, args: str) -> Result:
     if args.strip():
         start, count, _ = parse_range(args, s, None, 1, s.radix)

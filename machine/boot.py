@@ -7,8 +7,16 @@ import random
 
 from machine import routines as _routines  # noqa: F401  (fills the native registry)
 from machine.ke.processor import Processor
-from machine.ldr.loader import (HAL_SIZE, NT_DATA, NT_DATA_RVA, NT_SIZE, NT_TEXT_RVA,
-                                add_data_symbols, build_native_image, link_loaded_module)
+from machine.ldr.loader import (
+    HAL_SIZE,
+    NT_DATA,
+    NT_DATA_RVA,
+    NT_SIZE,
+    NT_TEXT_RVA,
+    add_data_symbols,
+    build_native_image,
+    link_loaded_module,
+)
 from machine.machine import Machine, MachineConfig
 from machine.mm.layout import RegionAllocator
 from machine.mm.physical import PAGE_SIZE

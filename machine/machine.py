@@ -16,8 +16,16 @@ from machine.ex.pool import Pool
 from machine.ke import native as nat
 from machine.ke.processor import DISPATCH_LEVEL, Processor
 from machine.ke.threads import READY, RUNNING, ProcessRec, ThreadRec
-from machine.ke.trapframe import (KERNEL_CS, KERNEL_SS, RCX, RDX, USER_CS, USER_SS,
-                                  save_context, trap_frame_below)
+from machine.ke.trapframe import (
+    KERNEL_CS,
+    KERNEL_SS,
+    RCX,
+    RDX,
+    USER_CS,
+    USER_SS,
+    save_context,
+    trap_frame_below,
+)
 from machine.mm.layout import KernelLayout
 from machine.mm.paging import AddressSpace
 from machine.mm.physical import PhysicalMemory
@@ -104,6 +112,10 @@ class Machine:
             self.device_maps[key] = self.pool.allocate(1, 0x40, "Dmap")
         return self.device_maps[key]
 
+    def processor_of(self, thread: ThreadRec) -> Processor:
+        """The processor a running thread is on."""
+        return next(p for p in self.processors if p.current is thread)
+
     def thread_at(self, ethread: int) -> ThreadRec:
         return self.thread_index[ethread]
 
@@ -174,7 +186,8 @@ class Machine:
     def _all_idle(self) -> bool:
         return not self.ready and all(
             p.current is p.idle and not p.pending and not p.quantum_end
-            and p.current.native and p.cpu.rip == p.current.native[-1].resume_rip
+            and len(p.current.native) == 1 and p.current.native[0].spec.name == "KiIdleLoop"
+            and p.cpu.rip == p.current.native[0].resume_rip
             for p in self.processors)
 
     def _global_step(self) -> None:

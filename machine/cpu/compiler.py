@@ -84,8 +84,8 @@ _FACTORIES: dict[str, object] = {}
 
 LOCKABLE = {Mnemonic.ADD, Mnemonic.ADC, Mnemonic.SUB, Mnemonic.SBB, Mnemonic.AND, Mnemonic.OR,
             Mnemonic.XOR, Mnemonic.INC, Mnemonic.DEC, Mnemonic.NEG, Mnemonic.NOT,
-            Mnemonic.XADD, Mnemonic.CMPXCHG, Mnemonic.BTS, Mnemonic.BTR, Mnemonic.BTC,
-            Mnemonic.XCHG}
+            Mnemonic.XADD, Mnemonic.CMPXCHG, Mnemonic.CMPXCHG16B, Mnemonic.BTS, Mnemonic.BTR,
+            Mnemonic.BTC, Mnemonic.XCHG}
 
 
 class Unsupported(Exception):
@@ -130,18 +130,21 @@ class Gen:
         self.n += 1
         return self.n
 
-    def build(self):
+    def source(self) -> str:
         head = ["def _mk(" + ", ".join(f"K{i}" for i in range(len(self.consts))) + "):",
                 "    def f(cpu):", "        r = cpu.regs"]
         if self.uses_rt:
             head.append("        rt = cpu._rtlb")
         if self.uses_wt:
             head.append("        wt = cpu._wtlb")
-        src = "\n".join(head + ["        " + ln for ln in self.lines] + ["    return f", ""])
+        return "\n".join(head + ["        " + ln for ln in self.lines] + ["    return f", ""])
+
+    def build(self):
+        src = self.source()
         mk = _FACTORIES.get(src)
         if mk is None:
             ns = dict(_GLOBALS)
-            exec(compile(src, "<x64>", "exec"), ns)  # noqa: S102 - generated from templates
+            exec(compile(src, "<x64>", "exec"), ns)
             mk = ns["_mk"]
             _FACTORIES[src] = mk
         return mk(*self.consts)  # type: ignore[operator]
@@ -727,6 +730,35 @@ def _leave(g: Gen) -> None:
     g.emit("r[5] = v")
 
 
+def _iretq(g: Gen) -> None:
+    """Return from an interrupt frame (rip, cs, rflags, rsp, ss); cs and ss are ignored."""
+    g.emit("sp = r[4]")
+    g.rd("sp", 8, "t")
+    g.emit(f"va = (sp + 16) & {M64:#x}")
+    g.rd("va", 8, "fl")
+    g.emit(f"va = (sp + 24) & {M64:#x}")
+    g.rd("va", 8, "nsp")
+    _check_canonical(g, "t")
+    g.emit(f"cpu._fl = cpu._fl & {~F.POPF_MASK & M64:#x} | fl & {F.POPF_MASK:#x} | 2")
+    g.emit("cpu._lz = None")
+    g.emit("r[4] = nsp")
+    g.emit("return t")
+
+
+def _cmpxchg16b(g: Gen) -> None:
+    va = g.ea()
+    g.emit(f"if {va} & 15: raise CpuException(13, 0)")
+    g.emit(f"old = cpu._rdw({va}, 16)")
+    g.emit("if old == r[2] << 64 | r[0]:")
+    g.emit(f"cpu._wr({va}, 16, r[1] << 64 | r[3])", 1)
+    g.emit("set_flags(cpu, 0x40, 0x40)", 1)
+    g.emit("else:")
+    g.emit(f"cpu._wr({va}, 16, old)", 1)
+    g.emit("set_flags(cpu, 0x40, 0)", 1)
+    g.emit(f"r[0] = old & {M64:#x}", 1)
+    g.emit("r[2] = old >> 64", 1)
+
+
 def _loop(g: Gen, mn: int) -> None:
     ins = g.ins
     t = g.k(ins.near_branch_target)
@@ -790,13 +822,18 @@ def compile_instruction(ins: Instruction):
         return _raise_ud(ins.ip)
 
 
-def _compile(ins: Instruction):
+def source_of(ins: Instruction) -> str:
+    """The generated Python source for an instruction (for debugging)."""
+    return _compile(ins, source_only=True)
+
+
+def _compile(ins: Instruction, source_only: bool = False):
     mn = ins.mnemonic
     if ins.has_lock_prefix and (mn not in LOCKABLE or ins.op_count == 0
                                 or ins.op_kind(0) != OpKind.MEMORY):
         raise Unsupported("lock")
     if mn in _STRING:
-        return _string(ins)
+        return f"# string instruction {ins}" if source_only else _string(ins)
     g = Gen(ins)
     done = False  # True when the body already returns
     if mn in _ALU:
@@ -906,6 +943,11 @@ def _compile(ins: Instruction):
         g.emit("cpu._lz = None")
     elif mn == Mnemonic.LEAVE:
         _leave(g)
+    elif mn == Mnemonic.IRETQ:
+        _iretq(g)
+        done = True
+    elif mn == Mnemonic.CMPXCHG16B:
+        _cmpxchg16b(g)
     elif mn == Mnemonic.BSWAP:
         d = g.op(0)
         if d.size < 4:
@@ -935,4 +977,6 @@ def _compile(ins: Instruction):
         raise Unsupported(str(mn))
     if not done:
         g.emit(f"return {g.k(ins.next_ip)}")
+    if source_only:
+        return f"# {ins}\n# K = {[hex(k) for k in g.consts]}\n{g.source()}"
     return g.build()

@@ -129,7 +129,7 @@ class _Ctx:
 
     def __init__(self, gen: int) -> None:
         self.icache: dict[int, Callable] = {}
-        self.ipages: dict[int, list[int]] = {}
+        self.ipages: dict[int, set[int]] = {}
         self.rtlb: dict[int, bytearray] = {}
         self.wtlb: dict[int, bytearray] = {}
         self.gen = gen
@@ -268,19 +268,29 @@ class Cpu:
             raise KeyError(name)
 
     def push(self, value: int) -> None:
+        """Push 8 bytes (faults as CpuException with rip = the current rip)."""
         sp = (self.regs[4] - 8) & M64
         try:
             self._wr(sp, 8, value & M64)
         except PageFault as e:
             raise self._page_fault(e, self.rip) from None
+        except CpuException as e:
+            if e.rip is None:
+                e.rip = self.rip
+            raise
         self.regs[4] = sp
 
     def pop(self) -> int:
+        """Pop 8 bytes (faults as CpuException with rip = the current rip)."""
         sp = self.regs[4]
         try:
             v = self._rd(sp, 8)
         except PageFault as e:
             raise self._page_fault(e, self.rip) from None
+        except CpuException as e:
+            if e.rip is None:
+                e.rip = self.rip
+            raise
         self.regs[4] = (sp + 8) & M64
         return v
 
@@ -352,10 +362,10 @@ class Cpu:
         ipages = self._ipages
         pfn = pa >> 12
         cache._watch(pfn)
-        ipages.setdefault(pfn, []).append(rip)
+        ipages.setdefault(pfn, set()).add(rip)
         if pfn2 is not None:
             cache._watch(pfn2)
-            ipages.setdefault(pfn2, []).append(rip)
+            ipages.setdefault(pfn2, set()).add(rip)
         self._icache[rip] = entry.fn
         return entry.fn
 

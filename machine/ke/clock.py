@@ -6,6 +6,7 @@ from machine.ke.native import TrapReturn, routine
 from machine.ke.processor import CLOCK_LEVEL, DPC_VECTOR
 from machine.types.view import Struct
 
+
 def advance_tick(m) -> None:
     m.tick_count += 1
     m.kspace.write_u64(m.sym("nt!KeTickCount"), m.tick_count)

@@ -67,7 +67,12 @@ def KeWaitForSingleObject(m, proc, a):
     kt.set("WaitTime", m.tick_count)
     kt.set("WaitStatus", 0)
     thread.state = WAITING
+    wait_irql = proc.irql
     status = yield Call(m.sym("KiCommitThreadWait"), (thread.ethread, 0, 0, 0), ret=0x233)
+    # Resumed on whatever processor switched us in, at the IRQL of that switch: back to
+    # the IRQL the wait began at.
+    proc = m.processor_of(thread)
+    m.set_irql(proc, wait_irql)
     return status
 
 
@@ -75,6 +80,9 @@ def KeWaitForSingleObject(m, proc, a):
 def KiIdleLoop(m, proc, a):
     idle = proc.idle
     while True:
+        # The idle loop polls with interrupts enabled at PASSIVE_LEVEL, so pending DPCs
+        # and the clock are taken here (Windows' idle loop drains DPCs itself).
+        m.set_irql(proc, 0)
         new = m.next_ready(proc)
         if new is None:
             yield Pause(at=0x2E)

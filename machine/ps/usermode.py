@@ -79,6 +79,7 @@ def KiSystemCall64(m, proc, frame):
 def KiStartUserThread(m, proc, a):
     """Leave the kernel for the thread's first instruction in user mode."""
     thread = proc.current
+    m.set_irql(proc, 0)
     tf = thread.trap_frame
     cpu = proc.cpu
     save_context(cpu.mem, tf, [0] * 16, thread.user_start, user_stack_top(thread.tid), 0x246,
@@ -90,6 +91,7 @@ def KiStartUserThread(m, proc, a):
 @routine("KiStartSystemThread", frame=0x28, size=0x40)
 def KiStartSystemThread(m, proc, a):
     thread = proc.current
+    m.set_irql(proc, 0)  # a new thread is switched in at DISPATCH_LEVEL: start at PASSIVE
     yield Call(m.sym("PspSystemThreadStartup"), (thread.ethread,), ret=0x28)
 
 

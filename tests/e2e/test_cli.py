@@ -16,7 +16,8 @@ TRANSCRIPT = [
 ]
 
 
-def kdsim(*args: str, stdin: str = "", env_extra: dict | None = None) -> subprocess.CompletedProcess:
+def kdsim(*args: str, stdin: str = "",
+          env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "kdsim", *args], input=stdin,
                           capture_output=True, text=True, timeout=120, env=env)

@@ -783,3 +783,79 @@ def test_cpu_without_harness():
     cpu.step()
     assert cpu.regs[0] == 42 and cpu.rip == 0x10005
     assert cpu.cr3 == space.cr3
+
+
+@pytest.mark.parametrize("size,stos,lods,movs,scas", [
+    (1, "aa stosb", "ac lodsb", "a4 movsb", "ae scasb"),
+    (2, "66ab stosw", "66ad lodsw", "66a5 movsw", "66af scasw"),
+    (4, "ab stosd", "ad lodsd", "a5 movsd", "af scasd"),
+    (8, "48ab stosq", "48ad lodsq", "48a5 movsq", "48af scasq"),
+])
+def test_string_element_sizes(size, stos, lods, movs, scas):
+    h = Harness(assemble(stos, lods, movs, scas))
+    value = 0x8877665544332211 & ((1 << (8 * size)) - 1)
+    h.cpu.set("rax", 0xAAAAAAAA_00000000 | value if size < 8 else value)
+    h.cpu.set("rdi", DATA)
+    h.cpu.step()  # stos
+    assert h.mem.read_int(DATA, size) == value and r(h, "rdi") == DATA + size
+    assert h.mem.read(DATA + size, 1) == b"\x00"
+    h.cpu.set("rax", M64)
+    h.cpu.set("rsi", DATA)
+    h.cpu.step()  # lods: 32-bit zero-extends, 8/16-bit merge
+    want = {1: M64 & ~0xFF | value, 2: M64 & ~0xFFFF | value, 4: value, 8: value}[size]
+    assert r(h, "rax") == want and r(h, "rsi") == DATA + size
+    h.cpu.set("rsi", DATA)
+    h.cpu.set("rdi", DATA + 0x40)
+    h.cpu.step()  # movs
+    assert h.mem.read_int(DATA + 0x40, size) == value
+    h.cpu.set("rdi", DATA + 0x40)
+    h.cpu.step()  # scas: compares the accumulator with [rdi]
+    assert h.cpu.rflags & ZF
+    assert r(h, "rdi") == DATA + 0x40 + size
+
+
+def test_pushfq_materialises_pending_flags():
+    h = run("4801d8 add rax,rbx", "9c pushfq", rax=M64, rbx=1)
+    assert h.mem.read_u64(STACK_TOP - 8) == 0x202 | CF | ZF | PF | AF
+
+
+def test_rep_movs_within_one_frame_and_across_frames_counts_one_instruction():
+    h = Harness(assemble("f348a5 rep movsq"))
+    h.mem.write(DATA, bytes(range(256)) * 16)
+    h.cpu.set("rsi", DATA)
+    h.cpu.set("rdi", DATA + 0x1000)
+    h.cpu.set("rcx", 0x200)
+    h.cpu.step()
+    assert h.mem.read(DATA + 0x1000, 0x1000) == bytes(range(256)) * 16
+    assert h.cpu.instructions_retired == 1 and h.cpu.rip == h.end
+
+
+def test_iretq_pops_interrupt_frame():
+    h = Harness(assemble("48cf iretq"))
+    frame = [CODE + 0x80, 0x10, 0x0246 | CF, STACK_TOP - 0x400, 0x18]
+    sp = STACK_TOP - 0x100
+    for i, v in enumerate(frame):
+        h.mem.write_u64(sp + 8 * i, v)
+    h.cpu.set("rsp", sp)
+    h.cpu.rflags = 0x2
+    h.cpu.step()
+    assert h.cpu.rip == CODE + 0x80
+    assert h.cpu.rflags == 0x247 and r(h, "rsp") == STACK_TOP - 0x400
+
+
+def test_lock_cmpxchg16b():
+    h = Harness(assemble("f0480fc70f lock cmpxchg16b [rdi]", "f0480fc70f lock cmpxchg16b [rdi]"))
+    h.mem.write(DATA, (1).to_bytes(8, "little") + (2).to_bytes(8, "little"))
+    for k, v in dict(rdi=DATA, rax=1, rdx=2, rbx=3, rcx=4).items():
+        h.cpu.set(k, v)
+    h.cpu.step()
+    assert h.mem.read(DATA, 16) == (3).to_bytes(8, "little") + (4).to_bytes(8, "little")
+    assert h.cpu.rflags & ZF
+    h.cpu.step()  # now rdx:rax (2:1) differs: loads 4:3
+    assert not h.cpu.rflags & ZF
+    assert (r(h, "rax"), r(h, "rdx")) == (3, 4)
+    h = Harness(assemble("f0480fc70f lock cmpxchg16b [rdi]"))
+    h.cpu.set("rdi", DATA + 8)
+    with pytest.raises(CpuException) as ei:
+        h.cpu.step()
+    assert ei.value.vector == 13

@@ -1,0 +1,109 @@
+"""DPCs, the clock and round-robin scheduling, observed through memory."""
+
+from __future__ import annotations
+
+from machine.ke.dpc import queue_dpc
+from machine.machine import STEPS_PER_TICK
+from machine.ps.create import create_thread
+from machine.scenario import boot_scenario, parse_scenario
+from machine.types.view import Struct
+
+SCENARIO = '''
+[scenario]
+name = "probe"
+[machine]
+cpus = %d
+seed = 3
+[[driver]]
+name = "probe"
+entry = "DriverEntry"
+[[driver.global]]
+name = "Dpc"
+size = 64
+[[driver.global]]
+name = "DpcCount"
+[[driver.global]]
+name = "DpcIrql"
+[[driver.routine]]
+name = "DriverEntry"
+code = """
+    xor eax, eax
+    ret
+"""
+[[driver.routine]]
+name = "ProbeDpcRoutine"
+code = """
+    mov rax, cr8
+    mov qword ptr [DpcIrql], rax
+    lock inc qword ptr [DpcCount]
+    ret
+"""
+[[driver.routine]]
+name = "Spin"
+code = """
+again:
+    pause
+    jmp again
+"""
+'''
+
+
+def machine(cpus: int):
+    return boot_scenario(parse_scenario(SCENARIO % cpus, "probe.toml"))
+
+
+def test_a_queued_dpc_sits_in_the_prcb_list_then_runs_at_dispatch_level():
+    m = machine(2)
+    proc = m.processors[1]
+    dpc = m.sym("probe!Dpc")
+    d = Struct(m.kspace, "_KDPC", dpc)
+    d.set("Type", 0x13)
+    d.set("DeferredRoutine", m.sym("probe!ProbeDpcRoutine"))
+    assert queue_dpc(m, proc, dpc, 0, 0)
+    prcb = Struct(m.kspace, "_KPRCB", proc.prcb)
+    assert prcb.get("DpcData[0].DpcList.ListHead.Next") == dpc + 8
+    assert prcb.get("DpcData[0].DpcQueueDepth") == 1
+    other = Struct(m.kspace, "_KPRCB", m.processors[0].prcb)
+    assert other.get("DpcData[0].DpcList.ListHead.Next") == 0
+    m.run(200)
+    assert m.kspace.read_u64(m.sym("probe!DpcCount")) == 1
+    assert m.kspace.read_u64(m.sym("probe!DpcIrql")) == 2  # DISPATCH_LEVEL
+    assert prcb.get("DpcData[0].DpcList.ListHead.Next") == 0
+    assert prcb.get("DpcData[0].DpcQueueDepth") == 0
+    assert proc.irql == 0  # back where the interrupted code was
+
+
+def test_clock_ticks_and_round_robin_share_one_cpu_between_two_spinners():
+    m = machine(1)
+    system = next(p for p in m.processes if p.pid == 4)
+    spin = m.sym("probe!Spin")
+    threads = []
+    for tid in (0x2000, 0x2004):
+        t = create_thread(m, system, tid, "nt!KiStartSystemThread", system=True)
+        Struct(m.kspace, "_ETHREAD", t.ethread).set("StartAddress", spin)
+        threads.append(t)
+    start_tick = m.kspace.read_u64(m.sym("nt!KeTickCount"))
+    m.run(STEPS_PER_TICK * 6)
+    assert m.kspace.read_u64(m.sym("nt!KeTickCount")) - start_tick == 6
+    for t in threads:
+        kt = Struct(m.kspace, "_KTHREAD", t.ethread)
+        assert kt.get("ContextSwitches") >= 2
+        assert kt.get("KernelTime") >= 1
+    states = sorted(Struct(m.kspace, "_KTHREAD", t.ethread).get("State") for t in threads)
+    assert states == [1, 2]  # one Ready, one Running
+    current = Struct(m.kspace, "_KPRCB", m.processors[0].prcb).get("CurrentThread")
+    assert current in {t.ethread for t in threads}
+
+
+def test_same_seed_same_memory_in_any_run():
+    import hashlib
+
+    def digest() -> str:
+        m = machine(2)
+        m.run(STEPS_PER_TICK * 2)
+        h = hashlib.sha256()
+        for pfn in sorted(m.phys.frames):
+            h.update(pfn.to_bytes(8, "little") + bytes(m.phys.frames[pfn]))
+        return h.hexdigest()
+
+    assert digest() == digest()
