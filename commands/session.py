@@ -164,6 +164,9 @@ class Session:
             return self._error(exc, text)
         except MemoryAccessError as exc:
             return self._error(KdMemoryError(f"{exc.address:x}"), text)
+        except Exception as exc:  # noqa: BLE001 - a bug must not end the user's session
+            line = f"kdsim internal error in '{text}': {type(exc).__name__}: {exc}"
+            return Result([line], {"error": line, "internal": True})
 
     def _error(self, exc: KdError, text: str) -> Result:
         if isinstance(exc, KdCommandError):

@@ -23,7 +23,7 @@ from iced_x86 import Decoder, DecoderError
 
 from machine.cpu.compiler import M64, REG8, REG8H, REG16, REG32, REG64, compile_instruction
 from machine.cpu.errors import CpuException
-from machine.cpu.flags import ARITH_NOT, RFLAGS_FIXED, flags_now
+from machine.cpu.flags import RFLAGS_FIXED, flags_now
 from machine.mm.paging import PageFault
 from machine.mm.physical import PhysicalMemory
 
@@ -516,4 +516,4 @@ class Cpu:
                 f"rflags={self.rflags:#x}>")
 
 
-__all__ = ["ARITH_NOT", "Cpu", "DecodeCache"]
+__all__ = ["Cpu", "DecodeCache"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from machine.cpu.errors import CpuException
 from machine.cpu.flags import (
-    ARITH,
     ARITH_NOT,
     CF,
     OF,
@@ -209,5 +208,5 @@ def set_flags_eager(cpu, mask: int, bits: int) -> None:
     cpu._fl = (flags_now(cpu) & ~mask) | bits
 
 
-__all__ = ["ARITH", "SHIFTS", "bsf", "bsr", "cf_now", "div", "idiv", "imul_trunc",
+__all__ = ["SHIFTS", "bsf", "bsr", "cf_now", "div", "idiv", "imul_trunc",
            "imul_wide", "mul", "set_flags_eager"]
