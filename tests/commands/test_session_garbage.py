@@ -9,13 +9,14 @@ from commands.registry import COMMANDS, load_all
 from commands.session import Session
 
 load_all()
+FIXTURE_OK = [HealthCheck.function_scoped_fixture]  # the fixture is a fresh session each time
 NAMES = sorted(n for n in COMMANDS if n not in ("q", "qq"))
 WORDS = ["0", "-1", "@rsp", "rip", "nt", "nt!KeBugCheckEx", "myfault", "L", "L4", "L?",
          "poi(", ")", "0n10", "ffffffff`ffffffff", "-v", "-r", "-r2", "0 0", "7", "_EPROCESS",
          "nt!_KTHREAD", "m", "v", "*", ";", "\"", "$$", "@$proc", "@$thread", "foo"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(st.sampled_from(NAMES), st.lists(st.sampled_from(WORDS), max_size=5),
        st.text(max_size=12))
 def test_random_lines_give_kd_output_not_exceptions(app, name, words, noise):
@@ -25,7 +26,7 @@ def test_random_lines_give_kd_output_not_exceptions(app, name, words, noise):
         assert not (isinstance(res.data, dict) and res.data.get("internal")), res.lines
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(st.text(max_size=40))
 def test_arbitrary_text_never_raises(app, text):
     session = Session(app.target, processor=app.target.stop_processor)
