@@ -45,20 +45,6 @@ class UnknownType(ValueError):
         self.name = name
 
 
-# dt's base types: size, signed.
-_BASE: dict[str, tuple[int, bool]] = {
-    "UChar": (1, False),
-    "Char": (1, True),
-    "Uint2B": (2, False),
-    "Int2B": (2, True),
-    "Wchar": (2, False),
-    "Uint4B": (4, False),
-    "Int4B": (4, True),
-    "Uint8B": (8, False),
-    "Int8B": (8, True),
-    "Float": (4, True),
-    "Double": (8, True),
-}
 _CHARS = {"UChar": 1, "Char": 1, "Wchar": 2}
 _FUNC_PREFIX = "Ptr64     "
 _PTR_PREFIX = "Ptr64 "
@@ -219,7 +205,7 @@ class _Dt:
         return self.value(f.type, addr, drop_name)
 
     def _bitfield(self, f: Any, addr: int) -> str:
-        size = _BASE.get(f.storage, (f.size or 4, False))[0]
+        size = self.types.base_types.get(f.storage, (f.size or 4, False))[0]
         try:
             raw = self.read_uint(addr, size)
         except _Fail:
@@ -243,7 +229,7 @@ class _Dt:
             return self.pointer(target, type_str[len(_PTR_PREFIX):])
         if type_str.startswith("["):
             return self._array(type_str, addr)
-        if type_str in _BASE:
+        if type_str in self.types.base_types:
             return self._base(type_str, addr)
         t = self.types.get(type_str)
         if t is None:
@@ -257,7 +243,7 @@ class _Dt:
         return self.summary(t, addr, drop_name)
 
     def _base(self, type_str: str, addr: int) -> str:
-        size, signed = _BASE[type_str]
+        size, signed = self.types.base_types[type_str]
         try:
             data = self.read(addr, size)
         except _Fail:
@@ -304,7 +290,7 @@ class _Dt:
                 return f"{text} {self.summary(t, target)}"
             finally:
                 self._quiet -= 1
-        if pointee.startswith(("Ptr64", "[")) or pointee in _BASE or t is not None:
+        if pointee.startswith(("Ptr64", "[")) or pointee in self.types.base_types or t is not None:
             self._quiet += 1
             try:
                 return f"{text}  -> {self.value(pointee, target)}"

@@ -86,16 +86,12 @@ class SymbolEngine:
     def name_for(self, address: int) -> str | None:
         """kd's symbolic form of an address: `nt!KeBugCheckEx+0x10`, `nt!KeBugCheckEx`,
         `myfault+0x12d0` (no symbols), or None outside every module."""
-        m = self.module_at(address)
-        if m is None:
+        parts = self.split_name(address)
+        if parts is None:
             return None
-        if m.symbols is not None:
-            near = m.symbols.nearest(address - m.base)
-            if near is not None:
-                name, off = near
-                return f"{m.name}!{name}+0x{off:x}" if off else f"{m.name}!{name}"
-        off = address - m.base
-        return f"{m.name}+0x{off:x}" if off else m.name
+        module, symbol, off = parts
+        name = f"{module}!{symbol}" if symbol else module
+        return f"{name}+0x{off:x}" if off else name
 
     def split_name(self, address: int) -> tuple[str, str | None, int] | None:
         """(module, symbol or None, displacement)."""

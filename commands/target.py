@@ -98,6 +98,8 @@ class SymbolFile:
 class TypeProvider(Protocol):
     """Type layouts (see machine.types.catalog.TypeCatalog for the shape of the data)."""
 
+    base_types: dict[str, tuple[int, bool]]  # dt base type name -> (size, signed)
+
     def get(self, name: str): ...  # -> TypeDef | None
     def names(self) -> list[str]: ...
     def sizeof(self, type_str: str) -> int: ...

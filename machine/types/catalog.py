@@ -114,6 +114,8 @@ def _index(fields: tuple[Field, ...]) -> dict[str, Field]:
 class TypeCatalog:
     """All struct, union and enum layouts of one build."""
 
+    base_types = BASE_TYPES  # dt's base type names -> (size, signed)
+
     def __init__(self, data: dict) -> None:
         self.build: str = data["build"]
         self._types: dict[str, TypeDef] = {}
