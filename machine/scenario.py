@@ -15,6 +15,7 @@ from pathlib import Path
 
 from machine.asm import AsmError, assemble
 from machine.ldr.loader import DataInfo, FunctionInfo, ModuleImage, link_loaded_module
+from machine.ldr.pe import SCN_CODE, SCN_DATA, Section
 from machine.machine import Machine, MachineConfig
 from machine.mm.physical import PAGE_SIZE
 
@@ -163,6 +164,8 @@ def build_driver_image(m: Machine, spec: DriverSpec, scen: Scenario, base: int) 
     img = ModuleImage(spec.name, spec.image, f"{spec.name}.pdb", base, size,
                       f"\\??\\C:\\Windows\\system32\\drivers\\{spec.image}")
     img.timestamp = 0x5C8A2A2B
+    img.sections = [Section(".text", DRIVER_TEXT_RVA, len(asm.code), SCN_CODE),
+                    Section(".data", data_rva, off or 8, SCN_DATA)]
     m.kspace.map_new(base, PAGE_SIZE)
     m.kspace.map_new(base + DRIVER_TEXT_RVA, len(asm.code), writable=False, executable=True)
     m.kspace.map_new(base + data_rva, off or 8)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from machine.ke import native as nat
+from machine.ldr.pe import SCN_CODE, SCN_DATA, Section, write_pe_headers
 from machine.mm.physical import PAGE_SIZE
 from machine.rtl.lists import insert_tail_list
 from machine.types.view import Struct
@@ -45,6 +46,8 @@ class ModuleImage:
     functions: list[FunctionInfo] = field(default_factory=list)
     data: list[DataInfo] = field(default_factory=list)
     ldr_entry: int = 0
+    sections: list = field(default_factory=list)  # machine.ldr.pe.Section
+    checksum: int = 0
 
     def address(self, name: str) -> int:
         for f in self.functions:
@@ -110,11 +113,14 @@ def build_native_image(m, name: str, image: str, pdb: str, base: int, size: int,
             img.data.append(DataInfo(label, rva + off, 0))
             m.symbols[f"{name}!{label}"] = addr + off
         rva += (spec.size + 0xF) & ~0xF
+    img.sections.append(Section(".text", text_rva, rva - text_rva, SCN_CODE))
     return img
 
 
 def add_data_symbols(m, img: ModuleImage, rva: int, entries) -> None:
-    m.kspace.map_new(img.base + rva, sum(e[1] for e in entries) + PAGE_SIZE)
+    size = sum((e[1] + 0xF) & ~0xF for e in entries)
+    m.kspace.map_new(img.base + rva, size + PAGE_SIZE)
+    img.sections.append(Section(".data", rva, size, SCN_DATA))
     for sym_name, sz, type_name in entries:
         img.data.append(DataInfo(sym_name, rva, sz, type_name))
         m.symbols[f"{img.name}!{sym_name}"] = img.base + rva
@@ -133,7 +139,10 @@ def write_unicode_string(m, us_addr: int, text: str, tag: str = "Strg") -> None:
 
 
 def link_loaded_module(m, img: ModuleImage, entry_point: int = 0) -> None:
-    """Insert a `_KLDR_DATA_TABLE_ENTRY` for img at the tail of PsLoadedModuleList."""
+    """Write img's PE headers and insert a `_KLDR_DATA_TABLE_ENTRY` for it at the tail
+    of PsLoadedModuleList."""
+    write_pe_headers(m.kspace, img.base, img.size, img.timestamp,
+                     entry_point - img.base if entry_point else 0, img.sections, img.checksum)
     entry = m.pool.allocate(0, m.catalog.get("_KLDR_DATA_TABLE_ENTRY").size, "MmLd")
     e = Struct(m.kspace, "_KLDR_DATA_TABLE_ENTRY", entry)
     e.set("DllBase", img.base)
@@ -143,6 +152,7 @@ def link_loaded_module(m, img: ModuleImage, entry_point: int = 0) -> None:
     e.set("TimeDateStamp", img.timestamp)
     e.set("LoadCount", 1)
     e.set("Flags", 0x49104000)
+    e.set("CheckSum", img.checksum)
     write_unicode_string(m, e.addr("FullDllName"), img.full_path, "MmLd")
     write_unicode_string(m, e.addr("BaseDllName"), img.image, "MmLd")
     insert_tail_list(m.kspace, m.sym("nt!PsLoadedModuleList"), entry)
