@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from machine import routines as _routines  # noqa: F401  (fills the native registry)
+from machine.ke.idt import build_idt
 from machine.ke.processor import Processor
 from machine.ldr.loader import (
     HAL_SIZE,
@@ -112,6 +113,7 @@ def _processors(m: Machine) -> None:
         proc.cpu.cr0 = 0x80050033
         proc.cpu.cr4 = 0x350EF8
         proc.cpu.cr3 = m.kspace.cr3
+        build_idt(m, proc)
 
 
 def boot(config: MachineConfig, load_drivers=None, events=()) -> Machine:

@@ -19,12 +19,12 @@ from machine.ke.threads import READY, RUNNING, ProcessRec, ThreadRec
 from machine.ke.trapframe import (
     KERNEL_CS,
     KERNEL_SS,
+    MACHINE_FRAME,
     RCX,
     RDX,
     USER_CS,
     USER_SS,
-    save_context,
-    trap_frame_below,
+    save_software,
 )
 from machine.mm.layout import KernelLayout
 from machine.mm.paging import AddressSpace
@@ -239,6 +239,13 @@ class Machine:
         args = nat.Args((regs[RCX], regs[RDX], regs[R8], regs[R9]),
                         lambda i, base=rsp_entry: space.read_u64(base + 8 + 8 * i))
         frame = nat.NativeFrame(spec, None, rsp_entry, extra=dict(extra or {}))
+        if spec.trap and not tf:
+            # Entered through an IDT gate: the CPU pushed the machine frame; the handler
+            # saves the rest of the trap frame below it.
+            tf = rsp_entry - (MACHINE_FRAME if spec.error_code else MACHINE_FRAME + 8)
+            cs = space.read_u64(tf + MACHINE_FRAME + 0x10)
+            save_software(space, tf, regs, proc.irql, cs & 1)
+            regs[4] = tf
         if tf:
             frame.extra["tf"] = tf
         else:
@@ -342,45 +349,51 @@ class Machine:
 
     # -- interrupts and exceptions ---------------------------------------------------
 
-    def _interrupt_frame(self, proc: Processor, error_code: int) -> int:
-        """Push what the CPU pushes on an interrupt and start a trap frame below it."""
+    def raise_vector(self, proc: Processor, vector: int, error_code: int | None = None) -> None:
+        """What the CPU does on an interrupt or exception: push the machine frame (on the
+        thread's kernel stack when it comes from user mode) and continue at the handler
+        the IDT gate for the vector names."""
+        from machine.ke.idt import read_gate
+
         cpu = proc.cpu
         thread = proc.current
         assert thread is not None
+        handler = read_gate(self.kspace, proc.idt, vector)
+        if handler is None:
+            from machine.ke.bugcheck import crash
+
+            crash(self, proc, 0x7F, (8, 0, 0, 0))  # no gate: the CPU double-faults
         if thread.user_mode:
-            tf = thread.trap_frame
-            cs, ss, mode = USER_CS, USER_SS, 1
-            rsp = thread.saved_user_rsp
-            rip = thread.saved_user_rip
+            top = thread.initial_stack
+            rip, rsp, cs, ss = thread.saved_user_rip, thread.saved_user_rsp, USER_CS, USER_SS
             thread.user_mode = False
         else:
-            tf = trap_frame_below(cpu.regs[4])
-            cs, ss, mode = KERNEL_CS, KERNEL_SS, 0
-            rsp, rip = cpu.regs[4], cpu.rip
-        save_context(cpu.mem, tf, cpu.regs, rip, rsp, cpu.rflags, cs, ss, error_code,
-                     proc.irql, mode)
-        cpu.regs[4] = tf
-        return tf
+            top = cpu.regs[4] & ~0xF
+            rip, rsp, cs, ss = cpu.rip, cpu.regs[4], KERNEL_CS, KERNEL_SS
+        frame = [rip, cs, cpu.rflags, rsp, ss]
+        if error_code is not None:
+            frame.insert(0, error_code)
+        sp = top - 8 * len(frame)
+        cpu.mem.write(sp, b"".join(v.to_bytes(8, "little") for v in frame))
+        cpu.regs[4] = sp
+        cpu.rip = handler
+        spec = self.natives.get(handler)
+        if spec is not None:
+            self._enter_native(proc, spec)
 
     def _deliver_interrupt(self, proc: Processor, vector: int) -> None:
-        name = {0xD1: "HalpTimerClockInterrupt", 0x2F: "KiDpcInterrupt"}[vector]
-        tf = self._interrupt_frame(proc, 0)
-        spec = nat.REGISTRY[name]
-        proc.cpu.rip = self.native_base[name]
-        self._enter_native(proc, spec, tf=tf)
+        self.raise_vector(proc, vector)
 
     def _deliver_exception(self, proc: Processor, exc: CpuException) -> None:
-        handlers = {14: "KiPageFault", 3: "KiBreakpointTrap", 13: "KiGeneralProtectionFault",
-                    0: "KiDivideErrorFault", 6: "KiInvalidOpcodeFault"}
-        name = handlers.get(exc.vector)
-        if name is None or name not in self.native_base:
-            raise MachineError(f"unhandled CPU exception vector {exc.vector}")
+        from machine.ke.idt import ERROR_CODE_VECTORS
+
         cpu = proc.cpu
-        cpu.rip = exc.rip
-        tf = self._interrupt_frame(proc, exc.error_code or 0)
-        extra = {"cr2": exc.cr2 or 0, "write": int(bool(exc.write)), "vector": exc.vector}
-        cpu.rip = self.native_base[name]
-        self._enter_native(proc, nat.REGISTRY[name], tf=tf, extra=extra)
+        if exc.vector == 3:
+            cpu.rip = exc.rip  # a trap: the saved rip is the instruction after int 3
+        else:
+            cpu.rip = exc.rip
+        code = (exc.error_code or 0) if exc.vector in ERROR_CODE_VECTORS else None
+        self.raise_vector(proc, exc.vector, code)
 
     def _trap_return(self, proc: Processor, tf: int) -> None:
         from machine.ke.trapframe import restore_context

@@ -10,4 +10,7 @@ from machine.ke import dpc as _dpc  # noqa: F401
 from machine.ke import irql as _irql  # noqa: F401
 from machine.ke import trap as _trap  # noqa: F401
 from machine.ke import wait as _wait  # noqa: F401
+from machine.ke.idt import declare_generic_handlers  # noqa: E402
 from machine.ps import usermode as _usermode  # noqa: F401
+
+declare_generic_handlers()

@@ -17,6 +17,7 @@ LAYOUTS_OUT = ROOT / "machine" / "types" / "data" / "layouts-win10-19045-x64.jso
 BUGCHECKS_OUT = ROOT / "commands" / "data" / "bugcheck-codes.tsv"
 SUBCODES_OUT = ROOT / "commands" / "data" / "bugcheck-subcodes.tsv"
 NTSTATUS_OUT = ROOT / "commands" / "data" / "ntstatus.tsv"
+IDT_OUT = ROOT / "machine" / "ke" / "data" / "idt-x64.tsv"
 
 
 def compact_field(f: dict) -> list:
@@ -64,6 +65,25 @@ def copy_tsv(src: Path, dst: Path, keep: list[str]) -> None:
     dst.write_text("\n".join(rows) + "\n")
 
 
+def gen_idt(facts: Path) -> None:
+    """vector, handler routine (nt), IRQL or -: the gates the machine installs."""
+    lines = [ln for ln in (facts / "idt-x64.tsv").read_text().splitlines()
+             if ln and not ln.startswith("#")]
+    header = lines[0].split("\t")
+    rows = ["vector\thandler\tirql"]
+    for ln in lines[1:]:
+        cols = dict(zip(header, ln.split("\t"), strict=False))
+        vector = cols["vector"]
+        if "-" in vector:
+            continue  # a range reserved for device interrupts
+        v = int(vector, 16)
+        handler = cols["handler"].split(" ", 1)[0].removeprefix("nt!")
+        irql = cols["irql"].split(" ", 1)[0]
+        rows.append(f"{v:#04x}\t{handler}\t{irql}")
+    IDT_OUT.parent.mkdir(parents=True, exist_ok=True)
+    IDT_OUT.write_text("\n".join(rows) + "\n")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__)
@@ -75,6 +95,7 @@ def main(argv: list[str]) -> int:
     copy_tsv(facts / "bugcheck-subcodes.tsv", SUBCODES_OUT,
              ["code", "name", "param1_value", "param2", "param3", "param4", "description"])
     copy_tsv(facts / "ntstatus.tsv", NTSTATUS_OUT, ["value", "name", "message"])
+    gen_idt(facts)
     return 0
 
 

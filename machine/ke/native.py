@@ -63,6 +63,7 @@ class NativeSpec:
     impl: Callable[..., Any]
     trap: bool = False  # entered by the CPU's exception/interrupt dispatch, frame = trap frame
     labels: tuple[tuple[str, int], ...] = ()  # public labels inside the routine
+    error_code: bool = False  # trap handlers: the CPU pushed an error code
 
 
 @dataclass
@@ -90,15 +91,15 @@ REGISTRY: dict[str, NativeSpec] = {}
 
 
 def routine(name: str, *, frame: int = 0x28, size: int = 0x80, module: str = "nt",
-            trap: bool = False, labels: tuple[tuple[str, int], ...] = ()
-            ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+            trap: bool = False, labels: tuple[tuple[str, int], ...] = (),
+            error_code: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a native routine.  `frame` is what its prologue allocates; keep it 8 mod 16
     so calls it makes see a 16-byte aligned stack, as the x64 ABI requires."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in REGISTRY:
             raise ValueError(f"native routine {name} declared twice")
-        REGISTRY[name] = NativeSpec(name, module, frame, size, fn, trap, labels)
+        REGISTRY[name] = NativeSpec(name, module, frame, size, fn, trap, labels, error_code)
         return fn
 
     return register

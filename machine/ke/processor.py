@@ -26,6 +26,7 @@ class Processor:
     pending: set[int] = field(default_factory=set)  # pending interrupt vectors
     quantum_end: bool = False
     frozen: bool = False
+    idt: int = 0  # KPCR.IdtBase
 
     def pending_above_irql(self) -> int | None:
         """The highest pending vector whose IRQL (vector / 16) is above the current one."""

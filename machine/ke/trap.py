@@ -23,11 +23,11 @@ def in_nt(m, address: int) -> bool:
     return nt.base <= address < nt.base + nt.size
 
 
-@routine("KiPageFault", trap=True, size=0x500)
+@routine("KiPageFault", trap=True, size=0x500, error_code=True)
 def KiPageFault(m, proc, frame):
     tf = frame.extra["tf"]
-    va, write = frame.extra["cr2"], frame.extra["write"]
     trap = Struct(proc.cpu.mem, "_KTRAP_FRAME", tf)
+    va, write = proc.cpu.cr2, trap.get("ErrorCode") & 2
     trap.set("FaultAddress", va)
     rip = trap.get("Rip")
     from machine.mm.fault import mm_access_fault
@@ -62,7 +62,7 @@ def KiBreakpointTrap(m, proc, frame):
     yield from _unhandled(m, proc, frame, STATUS_BREAKPOINT, 0x13C)
 
 
-@routine("KiGeneralProtectionFault", trap=True, size=0x200)
+@routine("KiGeneralProtectionFault", trap=True, size=0x200, error_code=True)
 def KiGeneralProtectionFault(m, proc, frame):
     yield from _unhandled(m, proc, frame, STATUS_ACCESS_VIOLATION, 0x107)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from machine.types.view import Struct
 
 KTRAP_FRAME_SIZE = 0x190
+MACHINE_FRAME = 0x160  # offset of ErrorCode: the CPU-pushed part starts here
 KERNEL_CS, KERNEL_SS = 0x10, 0x18
 USER_CS, USER_SS = 0x33, 0x2B
 
@@ -22,22 +23,26 @@ SAVED = (("Rax", RAX), ("Rcx", RCX), ("Rdx", RDX), ("R8", R8), ("R9", R9), ("R10
          ("R11", R11), ("Rbx", RBX), ("Rdi", RDI), ("Rsi", RSI), ("Rbp", RBP))
 
 
-def trap_frame_below(rsp: int) -> int:
-    """The trap frame the CPU starts when it interrupts code running with this rsp."""
-    return (rsp & ~0xF) - KTRAP_FRAME_SIZE
-
-
 def save_context(space, tf: int, regs: list[int], rip: int, rsp: int, rflags: int,
                  cs: int, ss: int, error_code: int, previous_irql: int,
                  previous_mode: int) -> None:
+    """A whole trap frame: the machine frame the CPU pushes, and the handler's part."""
+    space.write(tf + MACHINE_FRAME, bytes(KTRAP_FRAME_SIZE - MACHINE_FRAME))
     t = Struct(space, "_KTRAP_FRAME", tf)
-    space.write(tf, bytes(KTRAP_FRAME_SIZE))
     t.set("ErrorCode", error_code)
     t.set("Rip", rip)
     t.set("SegCs", cs)
     t.set("EFlags", rflags)
     t.set("Rsp", rsp)
     t.set("SegSs", ss)
+    save_software(space, tf, regs, previous_irql, previous_mode)
+
+
+def save_software(space, tf: int, regs: list[int], previous_irql: int,
+                  previous_mode: int) -> None:
+    """What a trap handler stores below the machine frame the CPU pushed."""
+    space.write(tf, bytes(MACHINE_FRAME))
+    t = Struct(space, "_KTRAP_FRAME", tf)
     for name, idx in SAVED:
         t.set(name, regs[idx])
     t.set("PreviousIrql", previous_irql)

@@ -15,7 +15,10 @@ from machine.types.view import Struct
 # (offset, op, arg) like x64 UNWIND_CODEs; see commands.target.UnwindOp for the meaning.
 Unwind = tuple[tuple[int, str, int | str], ...]
 
+# A trap handler's frame: the CPU's machine frame (with or without an error code), then
+# the rest of the _KTRAP_FRAME below it.
 TRAP_UNWIND: Unwind = ((0, "machframe", 1), (1, "alloc", 0x160))
+TRAP_UNWIND_NO_ERROR: Unwind = ((0, "machframe", 0), (1, "alloc", 0x168))
 
 
 @dataclass
@@ -103,7 +106,7 @@ def build_native_image(m, name: str, image: str, pdb: str, base: int, size: int,
         # The rest of the routine is int 3 filler: its behaviour is the Python behind it.
         m.kspace.write_image(addr, body.ljust(spec.size, b"\xcc"))
         if spec.trap:
-            unwind: Unwind = TRAP_UNWIND
+            unwind: Unwind = TRAP_UNWIND if spec.error_code else TRAP_UNWIND_NO_ERROR
         elif spec.frame:
             unwind = ((len(body), "alloc", spec.frame),)
         else:

@@ -64,7 +64,8 @@ def idle_program(m, thread):
         yield Syscall("NtWaitForSingleObject", (handle, 0, 0))
 
 
-@routine("KiSystemCall64", trap=True, size=0x400, labels=(("KiSystemServiceCopyEnd", 0x300),))
+@routine("KiSystemCall64", trap=True, size=0x400, error_code=True,
+         labels=(("KiSystemServiceCopyEnd", 0x300),))
 def KiSystemCall64(m, proc, frame):
     tf = frame.extra["tf"]
     thread = proc.current

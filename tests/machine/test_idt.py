@@ -1,0 +1,66 @@
+"""The per-processor IDT lives in memory and every vector is dispatched through it."""
+
+from __future__ import annotations
+
+from machine.ke.idt import idt_table, read_gate, write_gate
+from machine.machine import STEPS_PER_TICK
+from machine.scenario import boot_scenario, parse_scenario
+from machine.types.view import Struct
+
+HOOK_SCENARIO = '''
+[scenario]
+name = "hook"
+[machine]
+cpus = 2
+[[driver]]
+name = "hooker"
+entry = "DriverEntry"
+[[driver.global]]
+name = "Hits"
+[[driver.routine]]
+name = "DriverEntry"
+code = """
+    xor eax, eax
+    ret
+"""
+[[driver.routine]]
+name = "HookedClock"
+code = """
+    lock inc qword ptr [Hits]
+    jmp nt!HalpTimerClockInterrupt
+"""
+'''
+
+
+def machine():
+    return boot_scenario(parse_scenario(HOOK_SCENARIO, "hook.toml"))
+
+
+def test_every_processor_has_its_own_idt_with_the_windows_handlers():
+    m = machine()
+    idts = set()
+    for proc in m.processors:
+        idt = Struct(m.kspace, "_KPCR", proc.pcr).get("IdtBase")
+        idts.add(idt)
+        for gate in idt_table():
+            assert read_gate(m.kspace, idt, gate.vector) == m.sym(f"nt!{gate.handler}")
+        assert read_gate(m.kspace, idt, 0x0E) == m.sym("nt!KiPageFault")
+        assert read_gate(m.kspace, idt, 0xD1) == m.sym("nt!HalpTimerClockInterrupt")
+        e = Struct(m.kspace, "_KIDTENTRY64", idt + 0x0E * 16)
+        assert (e.get("Present"), e.get("Type"), e.get("Selector")) == (1, 0xE, 0x10)
+        assert read_gate(m.kspace, idt, 0x40) is None  # no device connected there
+    assert len(idts) == len(m.processors)
+
+
+def test_a_hooked_gate_on_one_cpu_really_runs_the_hook():
+    m = machine()
+    hits = m.sym("hooker!Hits")
+    write_gate(m.kspace, m.processors[1].idt, 0xD1, m.sym("hooker!HookedClock"))
+    start = m.kspace.read_u64(m.sym("nt!KeTickCount"))
+    m.run(STEPS_PER_TICK * 3)
+    m.run(50)  # let an interrupt taken in the last step finish
+    ticks = m.kspace.read_u64(m.sym("nt!KeTickCount")) - start  # CPU 0 keeps time
+    assert ticks >= 3
+    assert m.kspace.read_u64(hits) == ticks  # every clock interrupt on CPU 1 went through it
+    assert m.bugcheck is None
+    assert all(p.irql == 0 for p in m.processors)
