@@ -114,6 +114,8 @@ def _processors(m: Machine) -> None:
         proc.cpu.cr4 = 0x350EF8
         proc.cpu.cr3 = m.kspace.cr3
         build_idt(m, proc)
+        proc.double_fault_stack = m.stacks.take(0x6000, guard_pages=1) + 0x6000
+        m.kspace.map_new(proc.double_fault_stack - 0x6000, 0x6000)
 
 
 def boot(config: MachineConfig, load_drivers=None, events=()) -> Machine:

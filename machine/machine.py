@@ -27,7 +27,7 @@ from machine.ke.trapframe import (
     save_software,
 )
 from machine.mm.layout import KernelLayout
-from machine.mm.paging import AddressSpace
+from machine.mm.paging import AddressSpace, PageFault
 from machine.mm.physical import PhysicalMemory
 from machine.types.catalog import load_catalog
 from machine.types.view import Struct
@@ -42,6 +42,9 @@ STEPS_PER_TICK = TICK_100NS // STEP_100NS
 # The simulated wall clock starts at 2023-05-05 04:26:25 UTC (in 100 ns since 1601),
 # less the uptime the machine boots with.
 BOOT_SYSTEM_TIME = 0x01D97F0F6A5E8000
+
+
+DOUBLE_FAULT = 8
 
 
 class BugCheckHalt(Exception):
@@ -374,7 +377,20 @@ class Machine:
         if error_code is not None:
             frame.insert(0, error_code)
         sp = top - 8 * len(frame)
-        cpu.mem.write(sp, b"".join(v.to_bytes(8, "little") for v in frame))
+        try:
+            cpu.mem.write(sp, b"".join(v.to_bytes(8, "little") for v in frame))
+        except PageFault:
+            if vector == DOUBLE_FAULT:
+                from machine.ke.bugcheck import crash
+
+                crash(self, proc, 0x7F, (DOUBLE_FAULT, 0, 0, 0))  # a triple fault
+            # The frame cannot be pushed (the stack ran into its guard page): the CPU
+            # raises a double fault, which switches to its own IST stack.
+            top = proc.double_fault_stack
+            handler = read_gate(self.kspace, proc.idt, DOUBLE_FAULT)
+            frame = [0, rip, cs, cpu.rflags, rsp, ss]
+            sp = top - 8 * len(frame)
+            cpu.mem.write(sp, b"".join(v.to_bytes(8, "little") for v in frame))
         cpu.regs[4] = sp
         cpu.rip = handler
         spec = self.natives.get(handler)

@@ -27,6 +27,7 @@ class Processor:
     quantum_end: bool = False
     frozen: bool = False
     idt: int = 0  # KPCR.IdtBase
+    double_fault_stack: int = 0  # top of the IST stack the double-fault gate uses
 
     def pending_above_irql(self) -> int | None:
         """The highest pending vector whose IRQL (vector / 16) is above the current one."""

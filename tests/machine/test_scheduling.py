@@ -107,3 +107,32 @@ def test_same_seed_same_memory_in_any_run():
         return h.hexdigest()
 
     assert digest() == digest()
+
+
+OVERFLOW_SCENARIO = SCENARIO.replace('''[[driver.routine]]
+name = "Spin"''', '''[[driver.routine]]
+name = "Recurse"
+code = """
+    push    rbx
+    sub     rsp, 200h
+    call    Recurse
+    add     rsp, 200h
+    pop     rbx
+    ret
+"""
+
+[[driver.routine]]
+name = "Spin"''')
+
+
+def test_kernel_stack_overflow_into_the_guard_page_is_a_double_fault():
+    m = boot_scenario(parse_scenario(OVERFLOW_SCENARIO % 1, "probe.toml"))
+    system = next(p for p in m.processes if p.pid == 4)
+    t = create_thread(m, system, 0x3000, "nt!KiStartSystemThread", system=True)
+    Struct(m.kspace, "_ETHREAD", t.ethread).set("StartAddress", m.sym("probe!Recurse"))
+    result = m.run(STEPS_PER_TICK)
+    assert result.reason == "bugcheck"
+    assert m.bugcheck.code == 0x7F and m.bugcheck.params[0] == 8
+    # The handler ran on the double-fault stack, not the exhausted thread stack.
+    rsp = m.processors[0].cpu.regs[4]
+    assert not t.stack_limit <= rsp < t.stack_base
