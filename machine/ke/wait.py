@@ -9,6 +9,7 @@ from machine.rtl.lists import insert_tail_list
 from machine.types.view import Struct
 
 WAIT_BLOCK_SIZE = 0x30
+EVENT_SYNCHRONIZATION = 1
 WAIT_ANY = 1
 KWAIT_BLOCK_STATE_WAITING = 4  # WaitBlockActive
 
@@ -103,3 +104,62 @@ def NtWaitForSingleObject(m, proc, a):
     status = yield Call(m.sym("KeWaitForSingleObject"), (obj, 6, 1, a[1] & 0xFF, a[2]),
                         ret=0x6A)
     return status
+
+
+def signal_waiters(m, obj: int) -> int:
+    """Satisfy waits on a signaled dispatcher object: every waiter of a notification
+    object, the first waiter of a synchronization object (which resets it).  Woken
+    threads become Ready with their wait status; returns how many were woken."""
+    from machine.rtl.lists import initialize_list_head, remove_entry_list
+
+    header = Struct(m.kspace, "_DISPATCHER_HEADER", obj)
+    head = header.addr("WaitListHead")
+    woken = 0
+    entry = m.kspace.read_u64(head)
+    while entry != head and header.get("SignalState") > 0:
+        nxt = m.kspace.read_u64(entry)
+        wb = Struct(m.kspace, "_KWAIT_BLOCK", entry)
+        remove_entry_list(m.kspace, entry)
+        initialize_list_head(m.kspace, entry)
+        wb.set("BlockState", 0)
+        thread = m.thread_at(wb.get("Thread"))
+        kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
+        kt.set("WaitStatus", wb.get("WaitKey"))
+        kt.set("WaitBlockList", 0)
+        m.make_ready(thread)
+        woken += 1
+        if header.get("Type") in (EVENT_SYNCHRONIZATION, 9):  # sync event / sync timer
+            header.set("SignalState", 0)
+        entry = nxt
+    return woken
+
+
+@routine("KeSetEvent", frame=0x58, size=0x200)
+def KeSetEvent(m, proc, a):
+    """(Event, Increment, Wait) -> previous signal state."""
+    header = Struct(m.kspace, "_DISPATCHER_HEADER", a[0])
+    previous = header.get("SignalState")
+    header.set("SignalState", 1)
+    signal_waiters(m, a[0])
+    return previous
+
+
+@routine("KeResetEvent", frame=0x28, size=0x60)
+def KeResetEvent(m, proc, a):
+    header = Struct(m.kspace, "_DISPATCHER_HEADER", a[0])
+    previous = header.get("SignalState")
+    header.set("SignalState", 0)
+    return previous
+
+
+@routine("KeInitializeEvent", frame=0, size=0x40)
+def KeInitializeEvent(m, proc, a):
+    """(Event, Type, State)"""
+    from machine.rtl.lists import initialize_list_head
+
+    header = Struct(proc.cpu.mem, "_DISPATCHER_HEADER", a[0])
+    header.set("Type", a[1] & 0xFF)
+    header.set("Size", m.catalog.get("_KEVENT").size // 4)
+    header.set("SignalState", 1 if a[2] & 0xFF else 0)
+    initialize_list_head(proc.cpu.mem, header.addr("WaitListHead"))
+    return 0

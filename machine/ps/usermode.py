@@ -13,6 +13,7 @@ from machine.types.view import Struct
 
 NTDLL_SYSCALL_STUBS = 0x9D000  # rva of ntdll's system call stubs
 STUB_SIZE = 0x20
+IRQL_GT_ZERO_AT_SYSTEM_SERVICE = 0x4A
 SERVICES = ("NtWaitForSingleObject", "NtDeviceIoControlFile", "NtDelayExecution")
 
 
@@ -71,7 +72,14 @@ def KiSystemCall64(m, proc, frame):
     thread = proc.current
     req = thread.syscall
     Struct(m.kspace, "_KTHREAD", thread.ethread).set("TrapFrame", tf)
-    status = yield Call(m.sym(req.service), req.args, ret=0x325)
+    service = m.sym(req.service)
+    status = yield Call(service, req.args, ret=0x325)
+    proc = m.processor_of(thread)
+    if proc.irql != 0:
+        from machine.ke.bugcheck import crash
+
+        # Returning to user mode above PASSIVE_LEVEL.
+        crash(m, proc, IRQL_GT_ZERO_AT_SYSTEM_SERVICE, (service, proc.irql, 0, 0))
     thread.pending_status = status & 0xFFFFFFFF
     yield TrapReturn(tf)
 
