@@ -4,36 +4,16 @@ from __future__ import annotations
 
 from machine.ke.idt import idt_table, read_gate, write_gate
 from machine.machine import STEPS_PER_TICK
-from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
-
-HOOK_SCENARIO = '''
-[scenario]
-name = "hook"
-[machine]
-cpus = 2
-[[driver]]
-name = "hooker"
-entry = "DriverEntry"
-[[driver.global]]
-name = "Hits"
-[[driver.routine]]
-name = "DriverEntry"
-code = """
-    xor eax, eax
-    ret
-"""
-[[driver.routine]]
-name = "HookedClock"
-code = """
-    lock inc qword ptr [Hits]
-    jmp nt!HalpTimerClockInterrupt
-"""
-'''
+from tests.machine.probe import boot_probe
 
 
 def machine():
-    return boot_scenario(parse_scenario(HOOK_SCENARIO, "hook.toml"))
+    routines = {"HookedClock": """
+    lock inc qword ptr [Hits]
+    jmp nt!HalpTimerClockInterrupt
+"""}
+    return boot_probe("hooker", routines, {"Hits": 8})
 
 
 def test_every_processor_has_its_own_idt_with_the_windows_handlers():

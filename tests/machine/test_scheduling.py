@@ -4,54 +4,35 @@ from __future__ import annotations
 
 from machine.ke.dpc import queue_dpc
 from machine.machine import STEPS_PER_TICK
-from machine.ps.create import create_thread
-from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
+from tests.machine.probe import boot_probe, start_system_thread
 
-SCENARIO = '''
-[scenario]
-name = "probe"
-[machine]
-cpus = %d
-seed = 3
-[[driver]]
-name = "probe"
-entry = "DriverEntry"
-[[driver.global]]
-name = "Dpc"
-size = 64
-[[driver.global]]
-name = "DpcCount"
-[[driver.global]]
-name = "DpcIrql"
-[[driver.routine]]
-name = "DriverEntry"
-code = """
-    xor eax, eax
-    ret
-"""
-[[driver.routine]]
-name = "ProbeDpcRoutine"
-code = """
+ROUTINES = {
+    "ProbeDpcRoutine": """
     mov rax, cr8
     mov qword ptr [DpcIrql], rax
     lock inc qword ptr [DpcCount]
     ret
-"""
-[[driver.routine]]
-name = "Spin"
-code = """
+""",
+    "Spin": """
 again:
     pause
     jmp again
-"""
-'''
+""",
+    "Recurse": """
+    push    rbx
+    sub     rsp, 200h
+    call    Recurse
+    add     rsp, 200h
+    pop     rbx
+    ret
+""",
+}
+GLOBALS = {"Dpc": 64, "DpcCount": 8, "DpcIrql": 8}
 
 
 def machine(cpus: int):
-    return boot_scenario(parse_scenario(SCENARIO % cpus, "probe.toml"))
-
-
+    return boot_probe("probe", ROUTINES, GLOBALS, cpus=cpus, seed=3)
 def test_a_queued_dpc_sits_in_the_prcb_list_then_runs_at_dispatch_level():
     m = machine(2)
     proc = m.processors[1]
@@ -75,13 +56,7 @@ def test_a_queued_dpc_sits_in_the_prcb_list_then_runs_at_dispatch_level():
 
 def test_clock_ticks_and_round_robin_share_one_cpu_between_two_spinners():
     m = machine(1)
-    system = next(p for p in m.processes if p.pid == 4)
-    spin = m.sym("probe!Spin")
-    threads = []
-    for tid in (0x2000, 0x2004):
-        t = create_thread(m, system, tid, "nt!KiStartSystemThread", system=True)
-        Struct(m.kspace, "_ETHREAD", t.ethread).set("StartAddress", spin)
-        threads.append(t)
+    threads = [start_system_thread(m, tid, m.sym("probe!Spin")) for tid in (0x2000, 0x2004)]
     start_tick = m.kspace.read_u64(m.sym("nt!KeTickCount"))
     m.run(STEPS_PER_TICK * 6)
     assert m.kspace.read_u64(m.sym("nt!KeTickCount")) - start_tick == 6
@@ -109,27 +84,9 @@ def test_same_seed_same_memory_in_any_run():
     assert digest() == digest()
 
 
-OVERFLOW_SCENARIO = SCENARIO.replace('''[[driver.routine]]
-name = "Spin"''', '''[[driver.routine]]
-name = "Recurse"
-code = """
-    push    rbx
-    sub     rsp, 200h
-    call    Recurse
-    add     rsp, 200h
-    pop     rbx
-    ret
-"""
-
-[[driver.routine]]
-name = "Spin"''')
-
-
 def test_kernel_stack_overflow_into_the_guard_page_is_a_double_fault():
-    m = boot_scenario(parse_scenario(OVERFLOW_SCENARIO % 1, "probe.toml"))
-    system = next(p for p in m.processes if p.pid == 4)
-    t = create_thread(m, system, 0x3000, "nt!KiStartSystemThread", system=True)
-    Struct(m.kspace, "_ETHREAD", t.ethread).set("StartAddress", m.sym("probe!Recurse"))
+    m = machine(1)
+    t = start_system_thread(m, 0x3000, m.sym("probe!Recurse"))
     result = m.run(STEPS_PER_TICK)
     assert result.reason == "bugcheck"
     assert m.bugcheck.code == 0x7F and m.bugcheck.params[0] == 8

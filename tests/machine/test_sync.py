@@ -3,28 +3,11 @@ the object wakes it — all visible in memory."""
 
 from __future__ import annotations
 
-from machine.ps.create import create_thread
-from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
+from tests.machine.probe import boot_probe, start_system_thread
 
-SCENARIO = '''
-[scenario]
-name = "sync"
-[machine]
-cpus = 2
-[[driver]]
-name = "sync"
-entry = "DriverEntry"
-[[driver.global]]
-name = "Event"
-size = 24
-[[driver.global]]
-name = "Woken"
-[[driver.global]]
-name = "WaitResult"
-[[driver.routine]]
-name = "DriverEntry"
-code = """
+ROUTINES = {
+    "DriverEntry": """
     sub     rsp, 28h
     lea     rcx, [Event]
     mov     edx, 1                  ; SynchronizationEvent
@@ -33,10 +16,8 @@ code = """
     xor     eax, eax
     add     rsp, 28h
     ret
-"""
-[[driver.routine]]
-name = "Waiter"
-code = """
+""",
+    "Waiter": """
     sub     rsp, 38h
     mov     qword ptr [rsp+20h], 0  ; no timeout
     xor     r9d, r9d                ; not alertable
@@ -49,10 +30,8 @@ code = """
 park:
     pause
     jmp     park
-"""
-[[driver.routine]]
-name = "Setter"
-code = """
+""",
+    "Setter": """
     sub     rsp, 28h
     xor     r8d, r8d
     xor     edx, edx
@@ -61,21 +40,15 @@ code = """
 set_park:
     pause
     jmp     set_park
-"""
-'''
-
-
-def start(m, tid: int, routine: str):
-    system = next(p for p in m.processes if p.pid == 4)
-    t = create_thread(m, system, tid, "nt!KiStartSystemThread", system=True)
-    Struct(m.kspace, "_ETHREAD", t.ethread).set("StartAddress", m.sym(f"sync!{routine}"))
-    return t
+""",
+}
+GLOBALS = {"Event": 24, "Woken": 8, "WaitResult": 8}
 
 
 def test_wait_block_points_at_the_event_and_set_event_wakes_the_waiter():
-    m = boot_scenario(parse_scenario(SCENARIO, "sync.toml"))
+    m = boot_probe("sync", ROUTINES, GLOBALS)
     event = m.sym("sync!Event")
-    waiter = start(m, 0x4000, "Waiter")
+    waiter = start_system_thread(m, 0x4000, m.sym("sync!Waiter"))
     m.run(2000)
     kt = Struct(m.kspace, "_KTHREAD", waiter.ethread)
     assert kt.get("State") == 5  # Waiting
@@ -87,7 +60,7 @@ def test_wait_block_points_at_the_event_and_set_event_wakes_the_waiter():
     header = Struct(m.kspace, "_DISPATCHER_HEADER", event)
     assert header.get("WaitListHead.Flink") == wb  # the event's wait list holds the block
     assert m.kspace.read_u64(m.sym("sync!Woken")) == 0
-    start(m, 0x4004, "Setter")
+    start_system_thread(m, 0x4004, m.sym("sync!Setter"))
     m.run(4000)
     assert m.kspace.read_u64(m.sym("sync!Woken")) == 1
     assert m.kspace.read_u64(m.sym("sync!WaitResult")) == 0  # STATUS_WAIT_0
