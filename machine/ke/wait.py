@@ -9,7 +9,9 @@ from machine.rtl.lists import insert_tail_list
 from machine.types.view import Struct
 
 WAIT_BLOCK_SIZE = 0x30
-EVENT_SYNCHRONIZATION = 1
+# _KOBJECTS values of the dispatcher objects waits understand
+EVENT_SYNCHRONIZATION, MUTANT_OBJECT, SEMAPHORE_OBJECT, TIMER_SYNCHRONIZATION = 1, 2, 5, 9
+THREAD_NOT_MUTEX_OWNER = 0x11
 WAIT_ANY = 1
 KWAIT_BLOCK_STATE_WAITING = 4  # WaitBlockActive
 
@@ -45,11 +47,10 @@ def KeWaitForSingleObject(m, proc, a):
     if proc.irql >= DISPATCH_LEVEL:
         # IRQL_NOT_LESS_OR_EQUAL: waiting is not allowed at DISPATCH_LEVEL or above.
         crash(m, proc, 0xA, (obj, proc.irql, 0, m.native_base["KeWaitForSingleObject"]))
-    header = Struct(m.kspace, "_DISPATCHER_HEADER", obj)
-    if header.get("SignalState") > 0:
-        if header.get("Type") == 1:  # synchronization event: satisfying the wait resets it
-            header.set("SignalState", 0)
+    if signaled_for(m, obj, thread):
+        satisfy_wait(m, obj, thread)
         return 0
+    header = Struct(m.kspace, "_DISPATCHER_HEADER", obj)
     kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
     wb = kt.addr("WaitBlock")
     w = Struct(m.kspace, "_KWAIT_BLOCK", wb)
@@ -106,6 +107,33 @@ def NtWaitForSingleObject(m, proc, a):
     return status
 
 
+def signaled_for(m, obj: int, thread) -> bool:
+    """Whether a wait by `thread` on the object is satisfied now."""
+    header = Struct(m.kspace, "_DISPATCHER_HEADER", obj)
+    if header.get("Type") == MUTANT_OBJECT:
+        owner = Struct(m.kspace, "_KMUTANT", obj).get("OwnerThread")
+        return header.get("SignalState") > 0 or owner == thread.ethread
+    return header.get("SignalState") > 0
+
+
+def satisfy_wait(m, obj: int, thread) -> None:
+    """What satisfying a wait does to the object: a synchronization event resets, a
+    semaphore counts down, a mutant counts down and records its owner."""
+    header = Struct(m.kspace, "_DISPATCHER_HEADER", obj)
+    kind = header.get("Type")
+    if kind in (EVENT_SYNCHRONIZATION, TIMER_SYNCHRONIZATION):
+        header.set("SignalState", 0)
+    elif kind == SEMAPHORE_OBJECT:
+        header.set("SignalState", header.get("SignalState") - 1)
+    elif kind == MUTANT_OBJECT:
+        mutant = Struct(m.kspace, "_KMUTANT", obj)
+        if mutant.get("OwnerThread") != thread.ethread:
+            mutant.set("OwnerThread", thread.ethread)
+            head = Struct(m.kspace, "_KTHREAD", thread.ethread).addr("MutantListHead")
+            insert_tail_list(m.kspace, head, mutant.addr("MutantListEntry"))
+        header.set("SignalState", header.get("SignalState") - 1)
+
+
 def signal_waiters(m, obj: int) -> int:
     """Satisfy waits on a signaled dispatcher object: every waiter of a notification
     object, the first waiter of a synchronization object (which resets it).  Woken
@@ -126,10 +154,9 @@ def signal_waiters(m, obj: int) -> int:
         kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
         kt.set("WaitStatus", wb.get("WaitKey"))
         kt.set("WaitBlockList", 0)
+        satisfy_wait(m, obj, thread)
         m.make_ready(thread)
         woken += 1
-        if header.get("Type") in (EVENT_SYNCHRONIZATION, 9):  # sync event / sync timer
-            header.set("SignalState", 0)
         entry = nxt
     return woken
 
@@ -155,11 +182,66 @@ def KeResetEvent(m, proc, a):
 @routine("KeInitializeEvent", frame=0, size=0x40)
 def KeInitializeEvent(m, proc, a):
     """(Event, Type, State)"""
+    init_header(proc.cpu.mem, a[0], a[1] & 0xFF, m.catalog.get("_KEVENT").size,
+                1 if a[2] & 0xFF else 0)
+    return 0
+
+
+def init_header(space, obj: int, kind: int, size: int, signal_state: int) -> None:
     from machine.rtl.lists import initialize_list_head
 
-    header = Struct(proc.cpu.mem, "_DISPATCHER_HEADER", a[0])
-    header.set("Type", a[1] & 0xFF)
-    header.set("Size", m.catalog.get("_KEVENT").size // 4)
-    header.set("SignalState", 1 if a[2] & 0xFF else 0)
-    initialize_list_head(proc.cpu.mem, header.addr("WaitListHead"))
+    header = Struct(space, "_DISPATCHER_HEADER", obj)
+    header.set("Type", kind)
+    header.set("Size", size // 4)
+    header.set("SignalState", signal_state)
+    initialize_list_head(space, header.addr("WaitListHead"))
+
+
+@routine("KeInitializeMutex", frame=0x28, size=0x80)
+def KeInitializeMutex(m, proc, a):
+    """(Mutex, Level): a free mutant."""
+    init_header(proc.cpu.mem, a[0], MUTANT_OBJECT, m.catalog.get("_KMUTANT").size, 1)
+    mutant = Struct(proc.cpu.mem, "_KMUTANT", a[0])
+    mutant.set("OwnerThread", 0)
+    mutant.set("ApcDisable", 1)
     return 0
+
+
+@routine("KeReleaseMutex", frame=0x48, size=0x180)
+def KeReleaseMutex(m, proc, a):
+    """(Mutex, Wait) -> previous signal state."""
+    from machine.ke.bugcheck import crash
+    from machine.rtl.lists import initialize_list_head, remove_entry_list
+
+    mutant = Struct(m.kspace, "_KMUTANT", a[0])
+    header = Struct(m.kspace, "_DISPATCHER_HEADER", a[0])
+    previous = header.get("SignalState")
+    if mutant.get("OwnerThread") != proc.current.ethread:
+        crash(m, proc, THREAD_NOT_MUTEX_OWNER, (a[0], proc.current.ethread,
+                                                mutant.get("OwnerThread"), 0))
+    header.set("SignalState", previous + 1)
+    if previous + 1 > 0:
+        remove_entry_list(m.kspace, mutant.addr("MutantListEntry"))
+        initialize_list_head(m.kspace, mutant.addr("MutantListEntry"))
+        mutant.set("OwnerThread", 0)
+        signal_waiters(m, a[0])
+    return previous
+
+
+@routine("KeInitializeSemaphore", frame=0x28, size=0x80)
+def KeInitializeSemaphore(m, proc, a):
+    """(Semaphore, Count, Limit)"""
+    init_header(proc.cpu.mem, a[0], SEMAPHORE_OBJECT, m.catalog.get("_KSEMAPHORE").size,
+                a[1] & 0xFFFFFFFF)
+    Struct(proc.cpu.mem, "_KSEMAPHORE", a[0]).set("Limit", a[2] & 0xFFFFFFFF)
+    return 0
+
+
+@routine("KeReleaseSemaphore", frame=0x48, size=0x180)
+def KeReleaseSemaphore(m, proc, a):
+    """(Semaphore, Increment, Adjustment, Wait) -> previous count."""
+    header = Struct(m.kspace, "_DISPATCHER_HEADER", a[0])
+    previous = header.get("SignalState")
+    header.set("SignalState", previous + (a[2] & 0xFFFFFFFF))
+    signal_waiters(m, a[0])
+    return previous

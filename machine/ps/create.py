@@ -81,6 +81,7 @@ def create_thread(m, process: ProcessRec, tid: int, start: str, *, system: bool 
     t.set("Tcb.Header.Type", THREAD_OBJECT)
     t.set("Tcb.Header.Size", size // 8 & 0xFF)
     initialize_list_head(m.kspace, t.addr("Tcb.Header.WaitListHead"))
+    initialize_list_head(m.kspace, t.addr("Tcb.MutantListHead"))
     t.set("Tcb.InitialStack", initial)
     t.set("Tcb.StackBase", stack_base)
     t.set("Tcb.StackLimit", stack_base - KERNEL_STACK_SIZE)
