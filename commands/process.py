@@ -192,7 +192,11 @@ class Kernel:
             if wb:
                 obj = r.field("_KWAIT_BLOCK", wb, "Object")
                 otype = r.field("_DISPATCHER_HEADER", obj, "Type")
-                waits.append((obj, OBJECT_TYPES.get(otype, f"Object type {otype}")))
+                text_type = OBJECT_TYPES.get(otype, f"Object type {otype}")
+                if otype == 2:
+                    owner = r.field("_KMUTANT", obj, "OwnerThread")
+                    text_type = f"Mutant - owning thread {owner:016x}"
+                waits.append((obj, text_type))
         elif state in (1, 2):
             text += f" on processor {r.field(t, et, 'Tcb.NextProcessor')}"
         irps = []
