@@ -135,9 +135,9 @@ def boot(config: MachineConfig, load_drivers=None, events=()) -> Machine:
         m.pending_driver_loads.extend(load_drivers(m))
     for i in range(4):  # system worker threads; the first one loads drivers
         t = create_thread(m, system, cids.take(), "nt!KiStartSystemThread", system=True,
-                          priority=13, ideal=i % config.cpus)
+                          priority=13, ideal=i % config.cpus,
+                          routine=m.sym("nt!ExpWorkerThread"))
         t.start_context = create_event(m)
-        Struct(m.kspace, "_ETHREAD", t.ethread).set("StartAddress", m.sym("nt!ExpWorkerThread"))
     by_image: dict[str, int] = {"System": 4}
     for image, parent, session, prio, nthreads in USER_PROCESSES:
         pid = cids.take()

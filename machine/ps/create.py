@@ -71,7 +71,11 @@ def create_process(m, image: str, pid: int, parent_pid: int, session: int | None
 
 def create_thread(m, process: ProcessRec, tid: int, start: str, *, system: bool = False,
                   priority: int = 8, ideal: int = 0, win32_start: int = 0,
-                  user_program=None, ready: bool = True, idle: bool = False) -> ThreadRec:
+                  user_program=None, ready: bool = True, idle: bool = False,
+                  routine: int = 0) -> ThreadRec:
+    """A thread that first runs at kernel routine `start` (KiStartSystemThread,
+    KiStartUserThread, KiIdleLoop); `routine` is a system thread's own start routine,
+    which is what ETHREAD.StartAddress names."""
     size = m.catalog.get("_ETHREAD").size
     et = create_object(m, "Thread", size, "Thre")
     t = Struct(m.kspace, "_ETHREAD", et)
@@ -101,8 +105,8 @@ def create_thread(m, process: ProcessRec, tid: int, start: str, *, system: bool 
     t.set("ThreadIoPriority", 2)
     t.set("ThreadPagePriority", 5)
     start_addr = m.sym(start)
-    t.set("StartAddress", start_addr)
-    t.set("Win32StartAddress", win32_start or start_addr)
+    t.set("StartAddress", routine or start_addr)
+    t.set("Win32StartAddress", win32_start or routine or start_addr)
     initialize_list_head(m.kspace, t.addr("IrpList"))
     if not system:
         teb = 0x000000E000000000 + tid * 0x2000

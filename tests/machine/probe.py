@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from machine.ps.create import create_thread
 from machine.scenario import boot_scenario, parse_scenario
-from machine.types.view import Struct
 
 TRIVIAL_ENTRY = "    xor eax, eax\n    ret\n"
 
@@ -30,6 +29,5 @@ def boot_probe(name: str, routines: dict[str, str], globals_: dict[str, int] | N
 def start_system_thread(m, tid: int, start: int):
     """A System-process thread whose start routine is `start` (driver code)."""
     system = next(p for p in m.processes if p.pid == 4)
-    t = create_thread(m, system, tid, "nt!KiStartSystemThread", system=True)
-    Struct(m.kspace, "_ETHREAD", t.ethread).set("StartAddress", start)
-    return t
+    return create_thread(m, system, tid, "nt!KiStartSystemThread", system=True,
+                         routine=start)
