@@ -65,6 +65,9 @@ class ThreadInfo:
     base_priority: int
     io_priority: int
     page_priority: int
+    attached: int = 0  # the process whose address space the thread is attached to
+    attached_image: str = ""
+    impersonating: bool = False
     stack: list[dict] = field(default_factory=list)
     stack_note: str = ""
 
@@ -149,16 +152,26 @@ class Kernel:
                 info.threads.append(self.thread(entry - off, with_stack=bool(flags & 4)))
         return info
 
+    def tree_size(self, root: int, limit: int = 100_000) -> int:
+        """Nodes in an `_RTL_BALANCED_NODE` tree (an `_RTL_AVL_TREE`)."""
+        count, todo = 0, [root] if root else []
+        while todo and count < limit:
+            node = todo.pop()
+            count += 1
+            for side in ("Left", "Right"):
+                child = self.r.field("_RTL_BALANCED_NODE", node, side)
+                if child:
+                    todo.append(child)
+        return count
+
     def process_details(self, ep: int) -> dict:
         r = self.r
         t = "_EPROCESS"
         now = r.u64(self.s.nt("KeTickCount"))
-        created = r.field(t, ep, "CreateTime")
-        boot_time = created  # elapsed from creation to the current system time
-        del boot_time
         return {
             "VadRoot": r.field(t, ep, "VadRoot.Root"),
             "Vads": r.field(t, ep, "VadCount"),
+            "Clone": self.tree_size(r.field(t, ep, "CloneRoot.Root")),
             "Private": r.field(t, ep, "NumberOfPrivatePages"),
             "Modified": r.field(t, ep, "ModifiedPageCount"),
             "Locked": r.field(t, ep, "NumberOfLockedPages"),
@@ -222,6 +235,10 @@ class Kernel:
             r.field(t, et, "Tcb.StackBase"), r.field(t, et, "Tcb.StackLimit"),
             r.field(t, et, "Tcb.Priority"), r.field(t, et, "Tcb.BasePriority"),
             r.field(t, et, "ThreadIoPriority"), r.field(t, et, "ThreadPagePriority"))
+        apc_process = r.field(t, et, "Tcb.ApcState.Process")
+        if apc_process and apc_process != ep:
+            info.attached, info.attached_image = apc_process, self.image(apc_process)
+        info.impersonating = bool(r.field(t, et, "ActiveImpersonationInfo"))
         if with_stack:
             self.fill_stack(info, state)
         return info
@@ -263,7 +280,7 @@ def render_process(p: ProcessInfo, indent: int = 0) -> list[str]:
              f"{pad}    Image: {p.image}"]
     d = p.details
     if d:
-        lines.append(f"    VadRoot {fmt.hex16(d['VadRoot'])} Vads {d['Vads']} Clone 0 "
+        lines.append(f"    VadRoot {fmt.hex16(d['VadRoot'])} Vads {d['Vads']} Clone {d['Clone']} "
                      f"Private {d['Private']}. Modified {d['Modified']}. Locked {d['Locked']}.")
         lines.append(f"    DeviceMap {fmt.hex16(d['DeviceMap'])}")
         for label in ("Token", "UserTime", "KernelTime", "QuotaPoolUsage[PagedPool]",
@@ -292,11 +309,13 @@ def render_thread(th: ThreadInfo, indent: int = 0) -> list[str]:
     ticks = f"Ticks: {th.ticks}"
     if th.ticks:
         ticks += f" ({duration(th.ticks, TICK_100NS, days_field=True)})"
-    out += [f"{pad}Not impersonating",
+    attached = (f"{fmt.hex16(th.attached)}       Image:         {th.attached_image}"
+                if th.attached else f"{'N/A':<15}Image:         N/A")
+    out += [f"{pad}{'Impersonating' if th.impersonating else 'Not impersonating'}",
             f"{pad}{'DeviceMap':<26}{fmt.hex16(th.device_map)}",
             f"{pad}{'Owning Process':<26}{fmt.hex16(th.process)}       Image:         "
             f"{th.process_image}",
-            f"{pad}{'Attached Process':<26}{'N/A':<15}Image:         N/A",
+            f"{pad}{'Attached Process':<26}{attached}",
             f"{pad}{'Wait Start TickCount':<26}{th.wait_tick:<15}{ticks}",
             f"{pad}{'Context Switch Count':<26}{th.context_switches:<15}IdealProcessor: "
             f"{th.ideal_processor}             ",
