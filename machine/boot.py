@@ -107,6 +107,8 @@ def _processors(m: Machine) -> None:
         k.set("CurrentPrcb", prcb)
         p = Struct(m.kspace, "_KPRCB", prcb)
         p.set("Number", i)
+        for priority in range(32):
+            initialize_list_head(m.kspace, p.addr(f"DispatcherReadyListHead[{priority}]"))
         m.kspace.write_u64(m.sym("nt!KiProcessorBlock") + 8 * i, prcb)
         proc = m.add_processor(i, pcr, prcb)
         proc.cpu.gs_base = pcr

@@ -8,14 +8,14 @@ executes one x64 instruction from memory.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 from machine.cpu import Cpu, CpuException, DecodeCache
 from machine.ex.pool import Pool
 from machine.ke import native as nat
 from machine.ke.processor import DISPATCH_LEVEL, Processor
-from machine.ke.threads import READY, RUNNING, ProcessRec, ThreadRec
+from machine.ke.scheduler import Scheduler
+from machine.ke.threads import RUNNING, ProcessRec, ThreadRec
 from machine.ke.trapframe import (
     KERNEL_CS,
     KERNEL_SS,
@@ -94,7 +94,7 @@ class Machine:
         self.modules: list = []
         self.processes: list[ProcessRec] = []
         self.threads: list[ThreadRec] = []
-        self.ready: deque[ThreadRec] = deque()
+        self.sched = Scheduler(self)
         self.steps = 0
         self.tick_count = 0
         self.bugcheck: BugCheckHalt | None = None
@@ -187,7 +187,7 @@ class Machine:
         return RunResult("budget", self.steps - start)
 
     def _all_idle(self) -> bool:
-        return not self.ready and all(
+        return not self.sched.any_ready() and all(
             p.current is p.idle and not p.pending and not p.quantum_end
             and len(p.current.native) == 1 and p.current.native[0].spec.name == "KiIdleLoop"
             and p.cpu.rip == p.current.native[0].resume_rip
@@ -342,13 +342,10 @@ class Machine:
         prcb.set("CurrentThread", new.ethread)
 
     def make_ready(self, thread: ThreadRec) -> None:
-        thread.state = READY
-        self.struct("_KTHREAD", thread.ethread).set("State", READY)
-        self.ready.append(thread)
+        self.sched.make_ready(thread)
 
-    def next_ready(self, proc: Processor) -> ThreadRec | None:
-        """Round robin over one system-wide ready queue (per-CPU queues come later)."""
-        return self.ready.popleft() if self.ready else None
+    def next_ready(self, proc: Processor, minimum: int = 0) -> ThreadRec | None:
+        return self.sched.next_ready(proc, minimum)
 
     # -- interrupts and exceptions ---------------------------------------------------
 

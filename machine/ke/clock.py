@@ -28,7 +28,8 @@ def HalpTimerClockInterrupt(m, proc, frame):
         kt.set("UserTime", kt.get("UserTime") + 1)
     else:
         kt.set("KernelTime", kt.get("KernelTime") + 1)
-    if m.ready and not proc.frozen:
+    # Quantum end: another thread of at least this priority is waiting to run here.
+    if not thread.idle and m.sched.has_ready(proc, thread.priority):
         proc.quantum_end = True
         m.request_interrupt(proc, DPC_VECTOR)
     yield TrapReturn(tf)

@@ -82,11 +82,13 @@ def KiRetireDpcList(m, proc, a):
 @routine("KiDispatchInterrupt", frame=0x58, size=0x200)
 def KiDispatchInterrupt(m, proc, a):
     yield Call(m.sym("KiRetireDpcList"), (proc.prcb,), ret=0x7A)
-    if proc.quantum_end:
-        proc.quantum_end = False
+    if proc.quantum_end or proc.preempt:
+        # Quantum end yields to an equal priority; preemption only to a higher one.
+        minimum = proc.current.priority + (0 if proc.quantum_end else 1)
+        proc.quantum_end = proc.preempt = False
         old = proc.current
         if not old.idle:
-            new = m.next_ready(proc)
+            new = m.next_ready(proc, minimum)
             if new is not None:
                 m.make_ready(old)
                 yield Call(m.sym("KiSwapContext"), (old.ethread, new.ethread), ret=0x118)

@@ -25,6 +25,7 @@ class Processor:
     idle: ThreadRec | None = None
     pending: set[int] = field(default_factory=set)  # pending interrupt vectors
     quantum_end: bool = False
+    preempt: bool = False  # a higher-priority thread became ready for this processor
     frozen: bool = False
     idt: int = 0  # KPCR.IdtBase
     double_fault_stack: int = 0  # top of the IST stack the double-fault gate uses

@@ -52,6 +52,7 @@ class ThreadRec:
     syscall: Any = None  # the system call in progress
     start_context: int = 0  # argument of a system thread's start routine
     work_item: Any = None  # what a system worker thread is processing
+    ready_on: Any = None  # the processor whose ready queue holds the thread
 
     @property
     def trap_frame(self) -> int:

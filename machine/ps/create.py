@@ -97,6 +97,7 @@ def create_thread(m, process: ProcessRec, tid: int, start: str, *, system: bool 
     t.set("Tcb.IdealProcessor", ideal)
     t.set("Tcb.UserIdealProcessor", ideal)
     t.set("Tcb.NextProcessor", ideal)
+    t.set("Tcb.Affinity.Mask", (1 << len(m.processors)) - 1)
     t.set("Tcb.SystemThread", int(system))
     t.set("Tcb.ApcQueueable", 1)
     t.set("Cid.UniqueProcess", process.pid)

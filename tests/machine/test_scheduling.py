@@ -93,3 +93,48 @@ def test_kernel_stack_overflow_into_the_guard_page_is_a_double_fault():
     # The handler ran on the double-fault stack, not the exhausted thread stack.
     rsp = m.processors[0].cpu.regs[4]
     assert not t.stack_limit <= rsp < t.stack_base
+
+
+def _spinner(m, tid: int, priority: int, ready: bool = True):
+    from machine.ps.create import create_thread
+
+    system = next(p for p in m.processes if p.pid == 4)
+    return create_thread(m, system, tid, "nt!KiStartSystemThread", system=True,
+                         priority=priority, routine=m.sym("probe!Spin"), ready=ready)
+
+
+def test_higher_priority_runs_and_lower_waits_in_the_prcb_ready_list():
+    m = machine(1)
+    low = _spinner(m, 0x6000, 8)
+    high = _spinner(m, 0x6004, 12)
+    m.run(STEPS_PER_TICK * 4)
+    prcb = Struct(m.kspace, "_KPRCB", m.processors[0].prcb)
+    assert prcb.get("CurrentThread") == high.ethread
+    assert prcb.get("ReadySummary") == 1 << 8
+    low_entry = Struct(m.kspace, "_KTHREAD", low.ethread).addr("WaitListEntry")
+    assert prcb.get("DispatcherReadyListHead[8].Flink") == low_entry
+    assert Struct(m.kspace, "_KTHREAD", low.ethread).get("ContextSwitches") == 0
+
+
+def test_a_higher_priority_thread_preempts_at_once():
+    m = machine(1)
+    low = _spinner(m, 0x6000, 8)
+    m.run(2000)
+    prcb = Struct(m.kspace, "_KPRCB", m.processors[0].prcb)
+    assert prcb.get("CurrentThread") == low.ethread
+    high = _spinner(m, 0x6004, 15)
+    tick = m.tick_count
+    m.run(200)
+    assert m.tick_count == tick  # no clock interrupt was needed
+    assert prcb.get("CurrentThread") == high.ethread
+    assert Struct(m.kspace, "_KTHREAD", low.ethread).get("State") == 1  # Ready
+
+
+def test_affinity_keeps_a_thread_on_its_processors():
+    m = machine(2)
+    t = _spinner(m, 0x6000, 8, ready=False)
+    Struct(m.kspace, "_KTHREAD", t.ethread).set("Affinity.Mask", 0b10)
+    m.make_ready(t)
+    m.run(STEPS_PER_TICK * 3)
+    assert Struct(m.kspace, "_KPRCB", m.processors[1].prcb).get("CurrentThread") == t.ethread
+    assert Struct(m.kspace, "_KTHREAD", t.ethread).get("NextProcessor") == 1
