@@ -8,6 +8,7 @@ import random
 from machine import routines as _routines  # noqa: F401  (fills the native registry)
 from machine.ke.idt import build_idt
 from machine.ke.processor import Processor
+from machine.ke.timer import init_timer_table
 from machine.ldr.loader import (
     HAL_SIZE,
     NT_DATA,
@@ -116,6 +117,7 @@ def _processors(m: Machine) -> None:
         proc.cpu.cr4 = 0x350EF8
         proc.cpu.cr3 = m.kspace.cr3
         build_idt(m, proc)
+        init_timer_table(m, proc)
         proc.double_fault_stack = m.stacks.take(0x6000, guard_pages=1) + 0x6000
         m.kspace.map_new(proc.double_fault_stack - 0x6000, 0x6000)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from machine.ke.native import TrapReturn, routine
 from machine.ke.processor import CLOCK_LEVEL, DPC_VECTOR
+from machine.ke.timer import expire_timers
 from machine.types.view import Struct
 
 
@@ -21,6 +22,7 @@ def HalpTimerClockInterrupt(m, proc, frame):
     m.set_irql(proc, CLOCK_LEVEL)
     if proc.number == 0:
         advance_tick(m)
+    expire_timers(m, proc)
     thread = proc.current
     kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
     trap = Struct(proc.cpu.mem, "_KTRAP_FRAME", tf)

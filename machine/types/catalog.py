@@ -172,7 +172,7 @@ class TypeCatalog:
 
     def resolve(self, type_name: str, path: str) -> tuple[int, Field]:
         """Offset and field of a dotted path such as `Pcb.DirectoryTableBase` or
-        `Tail.Overlay.CurrentStackLocation`; `Name[3]` indexes an array."""
+        `Tail.Overlay.CurrentStackLocation`; `Name[3]` (or `Name[0][3]`) indexes arrays."""
         t = self.get(type_name)
         if t is None:
             raise KeyError(type_name)
@@ -180,10 +180,13 @@ class TypeCatalog:
         fields_of: TypeDef | tuple[Field, ...] = t
         f: Field | None = None
         for part in path.split("."):
-            index = None
+            indexes: list[int] = []
             if part.endswith("]") and "[" in part:
-                part, idx = part[:-1].split("[", 1)
-                index = int(idx, 0)
+                part, rest = part.split("[", 1)
+                try:
+                    indexes = [int(i, 0) for i in rest[:-1].split("][")]
+                except ValueError:
+                    raise KeyError(f"{type_name}.{path}") from None
             if isinstance(fields_of, TypeDef):
                 f = fields_of.field(part)
             else:
@@ -191,13 +194,14 @@ class TypeCatalog:
             if f is None:
                 raise KeyError(f"{type_name}.{path}")
             offset += f.offset
-            if index is not None:
-                if f.kind != "array":
-                    raise KeyError(f"{type_name}.{path}")
-                offset += index * f.element_size
-                elem = self.get(f.element)
+            if indexes:
+                for index in indexes:
+                    if f.kind != "array":
+                        raise KeyError(f"{type_name}.{path}")
+                    offset += index * f.element_size
+                    f = self.element_field(f, index)
+                elem = self.get(f.type) if f.kind in ("struct", "union") else None
                 fields_of = elem if elem is not None else ()
-                f = self.element_field(f, index)
                 continue
             if f.members:
                 fields_of = f.members
