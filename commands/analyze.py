@@ -44,6 +44,32 @@ def bugcheck_table() -> dict[int, BugcheckInfo]:
     return out
 
 
+@cache
+def subcode_table() -> dict[tuple[int, int], tuple[str, str, str, str]]:
+    """(code, parameter 1) -> meanings of parameters 1..4, for codes whose parameters
+    depend on parameter 1 (parameter 1's meaning is the subtype's description)."""
+    text = (resources.files("commands") / "data" / "bugcheck-subcodes.tsv").read_text()
+    out = {}
+    for line in text.splitlines()[1:]:
+        cols = line.split("\t")
+        if len(cols) < 7:
+            continue
+        try:
+            key = (int(cols[0], 16), int(cols[2], 0))
+        except ValueError:
+            continue  # a subtype named by a range or a phrase, not one value
+        out.setdefault(key, (cols[6], cols[3], cols[4], cols[5]))
+    return out
+
+
+def parameter_meanings(code: int, params: list[int]) -> tuple[str, str, str, str]:
+    sub = subcode_table().get((code, params[0]))
+    if sub is not None:
+        return sub
+    info = bugcheck_table().get(code)
+    return info.params if info else ("", "", "", "")
+
+
 def read_bugcheck(s) -> tuple[int, list[int]] | None:
     data = s.nt("KiBugCheckData")
     values = [s.reader.u64(data + 8 * i) for i in range(5)]
@@ -120,8 +146,9 @@ def analyze(s) -> Analysis:
     info = bugcheck_table().get(code)
     name = info.name if info else "UNKNOWN_BUGCHECK_CODE"
     summary = info.summary if info else ""
+    meanings = parameter_meanings(code, params)
     a = Analysis(code, name, textwrap.wrap(summary, 79),
-                 [(p, info.params[i] if info else "") for i, p in enumerate(params)])
+                 [(p, meanings[i]) for i, p in enumerate(params)])
     k = Kernel(s)
     proc = s.processor
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from machine import routines as _routines  # noqa: F401  (fills the native registry)
+from machine.ke.clock import init_watchdogs
 from machine.ke.idt import build_idt
 from machine.ke.processor import Processor
 from machine.ke.timer import init_timer_table
@@ -93,6 +94,7 @@ def build_kernel(config: MachineConfig) -> Machine:
     m.kspace.write_u64(m.sym("nt!KeTickCount"), m.tick_count)
     m.session_space = m.pool.allocate(0, 0x100, "MmSt")
     _processors(m)
+    init_watchdogs(m)
     return m
 
 

@@ -106,6 +106,7 @@ class Machine:
         self.io_links: dict[str, str] = {}  # symbolic link -> target path
         self.session_space = 0
         self.device_maps: dict[int, int] = {}
+        self.dpc_triage_block = 0
         self.stacks = None  # RegionAllocator for kernel stacks, set at boot
 
     def device_map(self, session: int | None) -> int:
@@ -197,6 +198,8 @@ class Machine:
         self.steps += 1
         if self.steps % STEPS_PER_TICK == 0:
             for p in self.processors:
+                if 0xD1 in p.pending:
+                    p.clock_missed += 1  # it has not taken the last one yet
                 self.request_interrupt(p, 0xD1)
         for proc in self.processors:
             if not proc.frozen:

@@ -59,7 +59,8 @@ def copy_tsv(src: Path, dst: Path, keep: list[str]) -> None:
     idx = [header.index(k) for k in keep]
     rows = ["\t".join(keep)]
     for ln in lines[1:]:
-        cols = ln.split("\t")
+        # The facts point at their companion file; the debugger says "depends on P1".
+        cols = ln.replace(" (see bugcheck-subcodes.tsv)", "").split("\t")
         cols += [""] * (len(header) - len(cols))
         rows.append("\t".join(cols[i] for i in idx))
     dst.write_text("\n".join(rows) + "\n")

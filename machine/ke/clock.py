@@ -1,11 +1,48 @@
-"""The clock interrupt: advances time, charges the running thread, ends quanta."""
+"""The clock interrupt: advances time, expires timers, charges the running thread,
+ends quanta, and runs the watchdogs.
+
+The watchdogs keep Windows' rules on a faster, documented scale, so that a hang shows
+within seconds of simulated time rather than minutes:
+
+- one DPC running too long (0x133, P1=0): Windows 0x500 ticks (20 s), kdsim 0x14 ticks
+  (312.5 ms);
+- cumulative time at DISPATCH_LEVEL or above (0x133, P1=1): Windows 0x1e00 ticks
+  (120 s), kdsim 0x78 ticks (1.875 s);
+- a processor not taking clock interrupts (0x101): kdsim 0x10 ticks (250 ms).
+
+The limits are written to each KPRCB (DpcTimeLimit, DpcWatchdogPeriod) where a debugger
+reads them; the running counts are DpcTimeCount and DpcWatchdogCount.
+"""
 
 from __future__ import annotations
 
-from machine.ke.native import TrapReturn, routine
-from machine.ke.processor import CLOCK_LEVEL, DPC_VECTOR
+from machine.ke.native import Call, TrapReturn, routine
+from machine.ke.processor import CLOCK_LEVEL, DISPATCH_LEVEL, DPC_VECTOR
 from machine.ke.timer import expire_timers
 from machine.types.view import Struct
+
+WATCHDOG_SPEEDUP = 64
+DPC_TIME_LIMIT = 0x500 // WATCHDOG_SPEEDUP
+DPC_WATCHDOG_PERIOD = 0x1E00 // WATCHDOG_SPEEDUP
+CLOCK_TIMEOUT_TICKS = 0x10
+DPC_WATCHDOG_VIOLATION = 0x133
+CLOCK_WATCHDOG_TIMEOUT = 0x101
+TRIAGE_SIGNATURE = 0xAEBECEDE  # DPC_WATCHDOG_GLOBAL_TRIAGE_BLOCK_SIGNATURE
+TRIAGE_REVISION = 1
+
+
+def init_watchdogs(m) -> None:
+    """Per-processor limits, and the global triage block a 0x133 points at."""
+    for proc in m.processors:
+        prcb = Struct(m.kspace, "_KPRCB", proc.prcb)
+        prcb.set("DpcTimeLimit", DPC_TIME_LIMIT)
+        prcb.set("DpcWatchdogPeriod", DPC_WATCHDOG_PERIOD)
+    # DPC_WATCHDOG_GLOBAL_TRIAGE_BLOCK: Signature (ULONG), Revision, Size (USHORT),
+    # DpcWatchdogProfileOffset (USHORT), DpcWatchdogProfileLength (ULONG).
+    block = m.pool.allocate(0, 0x10, "KeDw")
+    m.kspace.write(block, TRIAGE_SIGNATURE.to_bytes(4, "little")
+                   + TRIAGE_REVISION.to_bytes(2, "little") + (0x10).to_bytes(2, "little"))
+    m.dpc_triage_block = block
 
 
 def advance_tick(m) -> None:
@@ -16,13 +53,36 @@ def advance_tick(m) -> None:
     m.run_due_events()
 
 
-@routine("HalpTimerClockInterrupt", trap=True, size=0x180)
-def HalpTimerClockInterrupt(m, proc, frame):
-    tf = frame.extra["tf"]
-    m.set_irql(proc, CLOCK_LEVEL)
-    if proc.number == 0:
-        advance_tick(m)
-    expire_timers(m, proc)
+def _watchdog_violation(m, proc, previous_irql: int) -> tuple[int, tuple] | None:
+    """Update this processor's DPC watchdog counts; the bugcheck to raise, if any."""
+    prcb = Struct(m.kspace, "_KPRCB", proc.prcb)
+    if prcb.get("DpcRoutineActive"):
+        count = prcb.get("DpcTimeCount") + 1
+        prcb.set("DpcTimeCount", count)
+        if count >= prcb.get("DpcTimeLimit"):
+            return DPC_WATCHDOG_VIOLATION, (0, count, prcb.get("DpcTimeLimit"),
+                                            m.dpc_triage_block)
+    else:
+        prcb.set("DpcTimeCount", 0)
+    if previous_irql >= DISPATCH_LEVEL:
+        count = prcb.get("DpcWatchdogCount") + 1
+        prcb.set("DpcWatchdogCount", count)
+        if count >= prcb.get("DpcWatchdogPeriod"):
+            return DPC_WATCHDOG_VIOLATION, (1, prcb.get("DpcWatchdogPeriod"),
+                                            m.dpc_triage_block, 0)
+    else:
+        prcb.set("DpcWatchdogCount", 0)
+    for other in m.processors:
+        if other is not proc and other.clock_missed >= CLOCK_TIMEOUT_TICKS:
+            return CLOCK_WATCHDOG_TIMEOUT, (CLOCK_TIMEOUT_TICKS, 0, other.prcb, other.number)
+    return None
+
+
+@routine("KeAccumulateTicks", frame=0x68, size=0x280)
+def KeAccumulateTicks(m, proc, a):
+    """Charge the tick to the running thread and check the watchdogs.
+    (tf: the interrupted context's trap frame)"""
+    tf = a[0]
     thread = proc.current
     kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
     trap = Struct(proc.cpu.mem, "_KTRAP_FRAME", tf)
@@ -30,6 +90,23 @@ def HalpTimerClockInterrupt(m, proc, frame):
         kt.set("UserTime", kt.get("UserTime") + 1)
     else:
         kt.set("KernelTime", kt.get("KernelTime") + 1)
+    violation = _watchdog_violation(m, proc, trap.get("PreviousIrql"))
+    if violation is not None:
+        code, params = violation
+        yield Call(m.sym("KeBugCheckEx"), (code, *params), ret=0x1C6)
+    return 0
+
+
+@routine("HalpTimerClockInterrupt", trap=True, size=0x180)
+def HalpTimerClockInterrupt(m, proc, frame):
+    tf = frame.extra["tf"]
+    m.set_irql(proc, CLOCK_LEVEL)
+    proc.clock_missed = 0
+    if proc.number == 0:
+        advance_tick(m)
+    expire_timers(m, proc)
+    yield Call(m.sym("KeAccumulateTicks"), (tf,), ret=0x6B)
+    thread = proc.current
     # Quantum end: another thread of at least this priority is waiting to run here.
     if not thread.idle and m.sched.has_ready(proc, thread.priority):
         proc.quantum_end = True

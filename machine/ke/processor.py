@@ -29,6 +29,7 @@ class Processor:
     frozen: bool = False
     idt: int = 0  # KPCR.IdtBase
     double_fault_stack: int = 0  # top of the IST stack the double-fault gate uses
+    clock_missed: int = 0  # clock ticks requested while one was still pending
 
     def pending_above_irql(self) -> int | None:
         """The highest pending vector whose IRQL (vector / 16) is above the current one."""

@@ -46,7 +46,8 @@ def test_a_queued_dpc_sits_in_the_prcb_list_then_runs_at_dispatch_level():
     assert prcb.get("DpcData[0].DpcQueueDepth") == 1
     other = Struct(m.kspace, "_KPRCB", m.processors[0].prcb)
     assert other.get("DpcData[0].DpcList.ListHead.Next") == 0
-    m.run(200)
+    for _ in range(200):  # step by step: no skipping ahead to the next clock tick
+        m._global_step()
     assert m.kspace.read_u64(m.sym("probe!DpcCount")) == 1
     assert m.kspace.read_u64(m.sym("probe!DpcIrql")) == 2  # DISPATCH_LEVEL
     assert prcb.get("DpcData[0].DpcList.ListHead.Next") == 0
