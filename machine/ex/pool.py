@@ -33,6 +33,7 @@ class PoolRegion:
     used: int = PAGE_SIZE  # bytes used in the current page
     prev_units: int = 0
     pages: list[int] = field(default_factory=list)
+    carved: dict[int, int] = field(default_factory=dict)  # small-block page -> bytes laid out
 
 
 class Pool:
@@ -43,6 +44,7 @@ class Pool:
             PAGED_POOL: PoolRegion(True, RegionAllocator(paged_base)),
         }
         self.big: dict[int, tuple[int, int, str]] = {}  # va -> (size, pool type, tag)
+        self.big_freed: set[int] = set()
         self.pagefile: dict[int, bytes] = {}  # page-file offset -> page contents
         self.next_pagefile_offset = 0x1000
 
@@ -66,6 +68,7 @@ class Pool:
             region.used = 0
             region.prev_units = 0
         header = region.page + region.used
+        region.carved[region.page] = region.used + units * BLOCK_UNIT
         if region.pageable:
             self.page_in(header)  # the allocator touches the page: it faults back in
         h = Struct(self.space, "_POOL_HEADER", header)
@@ -102,6 +105,15 @@ class Pool:
         self.space.map_page(page, self.space.phys.alloc_frame())
         self.space.write(page, data)
         return True
+
+    def carved_until(self, header: int) -> bool:
+        """Whether a block header has been laid down at this address (a later block in
+        a page that is still being carved has not)."""
+        page = header & ~(PAGE_SIZE - 1)
+        for region in self.regions.values():
+            if page in region.carved:
+                return (header & (PAGE_SIZE - 1)) < region.carved[page]
+        return False
 
     def is_paged(self, va: int) -> bool:
         return (va & ~(PAGE_SIZE - 1)) in self.regions[PAGED_POOL].pages
