@@ -23,7 +23,7 @@ from machine.ldr.loader import (
 from machine.machine import Machine, MachineConfig
 from machine.mm.layout import RegionAllocator
 from machine.mm.physical import PAGE_SIZE
-from machine.ob.object import insert_handle
+from machine.ob.object import init_object_manager, insert_handle
 from machine.ps.create import create_event, create_process, create_thread
 from machine.ps.usermode import idle_program
 from machine.rtl.lists import initialize_list_head
@@ -93,6 +93,7 @@ def build_kernel(config: MachineConfig) -> Machine:
     m.tick_count = BOOT_TICKS
     m.kspace.write_u64(m.sym("nt!KeTickCount"), m.tick_count)
     m.session_space = m.pool.allocate(0, 0x100, "MmSt")
+    init_object_manager(m)
     _processors(m)
     init_watchdogs(m)
     return m

@@ -107,6 +107,9 @@ class Machine:
         self.session_space = 0
         self.device_maps: dict[int, int] = {}
         self.dpc_triage_block = 0
+        self.ob_header_cookie = 0
+        self.object_types: dict[str, int] = {}  # type name -> _OBJECT_TYPE
+        self.directories: dict[str, int] = {}  # namespace path -> _OBJECT_DIRECTORY
         self.stacks = None  # RegionAllocator for kernel stacks, set at boot
 
     def device_map(self, session: int | None) -> int:

@@ -22,7 +22,8 @@ USER_MODE = 1
 
 def create_driver_object(m, name: str, image) -> int:
     size = m.catalog.get("_DRIVER_OBJECT").size
-    body = create_object(m, "Driver", size + 0x60, "Driv")
+    body = create_object(m, "Driver", size + 0x60, "Driv", name=name,
+                         directory=m.directories["\\Driver"])
     d = Struct(m.kspace, "_DRIVER_OBJECT", body)
     d.set("Type", IO_TYPE_DRIVER)
     d.set("Size", size)
@@ -53,7 +54,14 @@ def IoCreateDevice(m, proc, a):
     space = proc.cpu.mem
     driver, ext_size, name_us = a[0], a[1] & 0xFFFFFFFF, a[2]
     size = m.catalog.get("_DEVICE_OBJECT").size
-    body = create_object(m, "Device", size + ext_size + 0x40, "Devi")
+    name = None
+    if name_us:
+        us = Struct(space, "_UNICODE_STRING", name_us)
+        name = space.read(us.get("Buffer"), us.get("Length")).decode("utf-16-le")
+    folder, _, leaf = (name or "").rpartition("\\")
+    directory = m.directories.get(folder, 0)
+    body = create_object(m, "Device", size + ext_size + 0x40, "Devi",
+                         name=leaf if name else None, directory=directory)
     dev = Struct(m.kspace, "_DEVICE_OBJECT", body)
     dev.set("Type", IO_TYPE_DEVICE)
     dev.set("Size", size + ext_size)
@@ -69,10 +77,8 @@ def IoCreateDevice(m, proc, a):
     drv = Struct(m.kspace, "_DRIVER_OBJECT", driver)
     dev.set("NextDevice", drv.get("DeviceObject"))
     drv.set("DeviceObject", body)
-    if name_us:
-        us = Struct(space, "_UNICODE_STRING", name_us)
-        text = space.read(us.get("Buffer"), us.get("Length")).decode("utf-16-le")
-        m.io_names[text] = body
+    if name:
+        m.io_names[name] = body
     space.write_u64(a[6], body)
     return STATUS_SUCCESS
 

@@ -85,6 +85,9 @@ NT_DATA = (
     ("MmPagedPoolEnd", 0x8, ""),
     ("MmNonPagedPoolStart", 0x8, ""),
     ("MmNonPagedPoolEnd", 0x8, ""),
+    ("ObHeaderCookie", 0x8, ""),
+    ("ObpRootDirectoryObject", 0x8, ""),
+    ("ObTypeIndexTable", 0x800, ""),
 )
 
 

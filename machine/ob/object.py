@@ -1,4 +1,5 @@
-"""Objects: a body with an `_OBJECT_HEADER` 0x30 bytes before it, and handle tables."""
+"""Objects: a body with an `_OBJECT_HEADER` 0x30 bytes before it (and an optional
+name-info header before that), object types, the directory namespace, handle tables."""
 
 from __future__ import annotations
 
@@ -8,22 +9,116 @@ OBJECT_HEADER_BODY = 0x30
 HANDLE_TABLE_ENTRY_SIZE = 0x10
 HANDLES_PER_PAGE = 0x1000 // HANDLE_TABLE_ENTRY_SIZE
 
-# TypeIndex of each object type: the machine's own ObTypeIndexTable order (a debugger
-# resolves the index through the table in memory, so only consistency matters).
+# Object types in ObTypeIndexTable order: the machine's own numbering (a debugger finds
+# a type through the table in memory); each type object's Key is its pool tag.
 OBJECT_TYPES = {"Type": 2, "Directory": 3, "SymbolicLink": 4, "Token": 5, "Job": 6,
-                "Process": 7, "Thread": 8, "Event": 16, "Device": 33, "Driver": 34,
-                "File": 37}
+                "Process": 7, "Thread": 8, "Event": 16, "Mutant": 17, "Semaphore": 19,
+                "Timer": 20, "Device": 33, "Driver": 34, "File": 37}
+TYPE_TAGS = {"Type": "ObjT", "Directory": "Dire", "SymbolicLink": "Symb", "Token": "Toke",
+             "Job": "Job ", "Process": "Proc", "Thread": "Thre", "Event": "Even",
+             "Mutant": "Muta", "Semaphore": "Sema", "Timer": "Time", "Device": "Devi",
+             "Driver": "Driv", "File": "File"}
+OB_INFO_NAME = 0x2  # InfoMask bit: an _OBJECT_HEADER_NAME_INFO precedes the header
+NAME_INFO_SIZE = 0x20
+DIRECTORY_BUCKETS = 37
 
 
-def create_object(m, type_name: str, body_size: int, tag: str, pool_type: int = 0) -> int:
-    """ObCreateObject: allocate header + body from pool; returns the body address."""
-    block = m.pool.allocate(pool_type, OBJECT_HEADER_BODY + body_size, tag)
-    h = Struct(m.kspace, "_OBJECT_HEADER", block)
+def encode_type_index(m, header: int, index: int) -> int:
+    """Windows 10 stores TypeIndex XORed with nt!ObHeaderCookie and the second byte of
+    the header's address; a debugger undoes it the same way."""
+    return index ^ m.ob_header_cookie ^ ((header >> 8) & 0xFF)
+
+
+def create_object(m, type_name: str, body_size: int, tag: str, pool_type: int = 0,
+                  name: str | None = None, directory: int = 0) -> int:
+    """ObCreateObject: allocate [name info] + header + body from pool; with a name and a
+    directory, the object is also inserted in that directory.  Returns the body."""
+    extra = NAME_INFO_SIZE if name is not None else 0
+    block = m.pool.allocate(pool_type, extra + OBJECT_HEADER_BODY + body_size, tag)
+    header = block + extra
+    h = Struct(m.kspace, "_OBJECT_HEADER", header)
     h.set("PointerCount", 1)
     h.set("HandleCount", 0)
-    h.set("TypeIndex", OBJECT_TYPES[type_name])
+    h.set("TypeIndex", encode_type_index(m, header, OBJECT_TYPES[type_name]))
     h.set("KernelObject", 1)
-    return block + OBJECT_HEADER_BODY
+    body = header + OBJECT_HEADER_BODY
+    if name is not None:
+        from machine.ldr.loader import write_unicode_string
+
+        h.set("InfoMask", OB_INFO_NAME)
+        info = Struct(m.kspace, "_OBJECT_HEADER_NAME_INFO", block)
+        info.set("Directory", directory)
+        write_unicode_string(m, info.addr("Name"), name, "ObNm")
+        if directory:
+            insert_in_directory(m, directory, name, body)
+    kind = m.object_types.get(type_name)
+    if kind:
+        t = Struct(m.kspace, "_OBJECT_TYPE", kind)
+        t.set("TotalNumberOfObjects", t.get("TotalNumberOfObjects") + 1)
+        t.set("HighWaterNumberOfObjects",
+              max(t.get("HighWaterNumberOfObjects"), t.get("TotalNumberOfObjects")))
+    return body
+
+
+def name_hash(name: str) -> int:
+    """The bucket hash of a directory entry (the machine's own function of the
+    upper-cased name; lookups and a debugger's walk of all buckets both work with it)."""
+    h = 0
+    for ch in name.upper():
+        h = (h * 37 + ord(ch)) & 0xFFFFFFFF
+    return h
+
+
+def insert_in_directory(m, directory: int, name: str, body: int) -> None:
+    entry = m.pool.allocate(1, m.catalog.get("_OBJECT_DIRECTORY_ENTRY").size, "ObDi")
+    e = Struct(m.kspace, "_OBJECT_DIRECTORY_ENTRY", entry)
+    h = name_hash(name)
+    d = Struct(m.kspace, "_OBJECT_DIRECTORY", directory)
+    bucket = f"HashBuckets[{h % DIRECTORY_BUCKETS}]"
+    e.set("ChainLink", d.get(bucket))
+    e.set("Object", body)
+    e.set("HashValue", h)
+    d.set(bucket, entry)
+
+
+def create_directory(m, name: str, parent: int) -> int:
+    size = m.catalog.get("_OBJECT_DIRECTORY").size
+    return create_object(m, "Directory", size, "Dire", 1, name=name, directory=parent)
+
+
+def init_object_manager(m) -> None:
+    """Type objects in ObTypeIndexTable (and \\ObjectTypes), and the namespace roots."""
+    import random
+
+    m.ob_header_cookie = random.Random(f"ob:{m.config.seed}").randrange(1, 256)
+    m.kspace.write_int(m.sym("nt!ObHeaderCookie"), 1, m.ob_header_cookie)
+    dir_size = m.catalog.get("_OBJECT_DIRECTORY").size
+    root = create_object(m, "Directory", dir_size, "Dire", 1, name="\\")
+    m.kspace.write_u64(m.sym("nt!ObpRootDirectoryObject"), root)
+    types_dir = create_directory(m, "ObjectTypes", root)
+    table = m.sym("nt!ObTypeIndexTable")
+    tsize = m.catalog.get("_OBJECT_TYPE").size
+    for type_name, index in OBJECT_TYPES.items():
+        body = create_object(m, "Type", tsize, "ObjT", 0, name=type_name, directory=types_dir)
+        t = Struct(m.kspace, "_OBJECT_TYPE", body)
+        from machine.ex.pool import tag_value
+        from machine.ldr.loader import write_unicode_string
+        from machine.rtl.lists import initialize_list_head
+
+        initialize_list_head(m.kspace, t.addr("TypeList"))
+        write_unicode_string(m, t.addr("Name"), type_name, "ObNm")
+        t.set("Index", index)
+        t.set("Key", tag_value(TYPE_TAGS[type_name]))
+        m.kspace.write_u64(table + 8 * index, body)
+        m.object_types[type_name] = body
+    # Objects created before their type existed (the root and \\ObjectTypes, the
+    # type objects themselves) are counted now.
+    for type_name, count in (("Directory", 2), ("Type", len(OBJECT_TYPES))):
+        Struct(m.kspace, "_OBJECT_TYPE", m.object_types[type_name]).set(
+            "TotalNumberOfObjects", count)
+    m.directories = {"\\": root, "\\ObjectTypes": types_dir}
+    for path in ("Device", "Driver", "GLOBAL??", "BaseNamedObjects", "KernelObjects"):
+        m.directories["\\" + path] = create_directory(m, path, root)
 
 
 def reference(m, body: int, count: int = 1) -> None:
