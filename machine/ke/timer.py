@@ -103,21 +103,22 @@ def expire_timers(m, proc) -> None:
         entry = nxt
 
 
+def initialize_timer(m, space, timer: int, kind: int) -> None:
+    init_header(space, timer, kind, m.catalog.get("_KTIMER").size, 0)
+    initialize_list_head(space, Struct(space, "_KTIMER", timer).addr("TimerListEntry"))
+
+
 @routine("KeInitializeTimerEx", frame=0x28, size=0x80)
 def KeInitializeTimerEx(m, proc, a):
     """(Timer, Type): 0 NotificationTimer, 1 SynchronizationTimer."""
     kind = TIMER_SYNCHRONIZATION if a[1] & 0xFF else TIMER_NOTIFICATION
-    init_header(proc.cpu.mem, a[0], kind, m.catalog.get("_KTIMER").size, 0)
-    initialize_list_head(proc.cpu.mem, Struct(proc.cpu.mem, "_KTIMER", a[0]).addr(
-        "TimerListEntry"))
+    initialize_timer(m, proc.cpu.mem, a[0], kind)
     return 0
 
 
 @routine("KeInitializeTimer", frame=0x28, size=0x40)
 def KeInitializeTimer(m, proc, a):
-    init_header(proc.cpu.mem, a[0], TIMER_NOTIFICATION, m.catalog.get("_KTIMER").size, 0)
-    initialize_list_head(proc.cpu.mem, Struct(proc.cpu.mem, "_KTIMER", a[0]).addr(
-        "TimerListEntry"))
+    initialize_timer(m, proc.cpu.mem, a[0], TIMER_NOTIFICATION)
     return 0
 
 
