@@ -346,6 +346,8 @@ class Machine:
         kn.set("WaitTime", self.tick_count)
         prcb = self.struct("_KPRCB", proc.prcb)
         prcb.set("CurrentThread", new.ethread)
+        if kn.get("ApcState.KernelApcPending"):
+            self.request_interrupt(proc, 0x1F)  # deliver its kernel APCs once it can
 
     def make_ready(self, thread: ThreadRec) -> None:
         self.sched.make_ready(thread)

@@ -4,6 +4,7 @@ before an image is laid out."""
 from machine.ex import routines as _ex  # noqa: F401
 from machine.hal import routines as _hal  # noqa: F401
 from machine.io import iomgr as _io  # noqa: F401
+from machine.ke import apc as _apc  # noqa: F401
 from machine.ke import bugcheck as _bugcheck  # noqa: F401
 from machine.ke import clock as _clock  # noqa: F401
 from machine.ke import dpc as _dpc  # noqa: F401

@@ -3,6 +3,7 @@ spaces, kernel stacks and initial contexts."""
 
 from __future__ import annotations
 
+from machine.ke.apc import init_apc_lists
 from machine.ke.threads import ProcessRec, ThreadRec
 from machine.mm.paging import AddressSpace
 from machine.ob.object import create_handle_table, create_object
@@ -86,6 +87,7 @@ def create_thread(m, process: ProcessRec, tid: int, start: str, *, system: bool 
     t.set("Tcb.Header.Size", size // 8 & 0xFF)
     initialize_list_head(m.kspace, t.addr("Tcb.Header.WaitListHead"))
     initialize_list_head(m.kspace, t.addr("Tcb.MutantListHead"))
+    init_apc_lists(m, et)
     t.set("Tcb.InitialStack", initial)
     t.set("Tcb.StackBase", stack_base)
     t.set("Tcb.StackLimit", stack_base - KERNEL_STACK_SIZE)
