@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from machine.cpu import Cpu, CpuException, DecodeCache
 from machine.ex.pool import Pool
+from machine.kd.breakpoints import BreakpointHit, Breakpoints
 from machine.ke import native as nat
 from machine.ke.processor import DISPATCH_LEVEL, Processor
 from machine.ke.scheduler import Scheduler
@@ -110,6 +111,9 @@ class Machine:
         self.ob_header_cookie = 0
         self.object_types: dict[str, int] = {}  # type name -> _OBJECT_TYPE
         self.directories: dict[str, int] = {}  # namespace path -> _OBJECT_DIRECTORY
+        self.breakpoints = Breakpoints()
+        self.break_requested = False
+        self.stop: BreakpointHit | None = None
         self.stacks = None  # RegionAllocator for kernel stacks, set at boot
 
     def device_map(self, session: int | None) -> int:
@@ -176,8 +180,13 @@ class Machine:
         start = self.steps
         if self.bugcheck is not None:
             return RunResult("bugcheck", 0)
+        self.stop = None
         try:
+            self._step_off_breakpoints()
             while self.steps - start < budget:
+                if self.break_requested:
+                    self.break_requested = False
+                    return RunResult("break", self.steps - start)
                 if self._all_idle():
                     if until_quiet and not any(t <= self.tick_count for t, _ in self.timeline):
                         return RunResult("quiet", self.steps - start)
@@ -188,7 +197,46 @@ class Machine:
         except BugCheckHalt as halt:
             self.bugcheck = halt
             return RunResult("bugcheck", self.steps - start)
+        except BreakpointHit as hit:
+            self.stop = hit
+            return RunResult("breakpoint", self.steps - start)
         return RunResult("budget", self.steps - start)
+
+    def _step_off_breakpoints(self) -> None:
+        """A processor stopped on a breakpoint executes the original instruction once
+        (the int 3 lifted for that step) before the breakpoint goes back in."""
+        for proc in self.processors:
+            address = proc.cpu.rip
+            if address in self.breakpoints and not proc.frozen:
+                self.breakpoints.remove(self.kspace, address)
+                try:
+                    self._step_processor(proc, stepping_off=True)
+                finally:
+                    self.breakpoints.insert(self.kspace, address)
+
+    def step_instruction(self, processor: int, limit: int = 100_000) -> RunResult:
+        """Run until the processor has executed one more x64 instruction (kd's `t`);
+        the other processors keep pace, step for step."""
+        cpu = self.processors[processor].cpu
+        target = cpu.instructions_retired + 1
+        steps = 0
+        self.stop = None
+        try:
+            self._step_off_breakpoints()
+            while cpu.instructions_retired < target and steps < limit:
+                self._global_step()
+                steps += 1
+        except BugCheckHalt as halt:
+            self.bugcheck = halt
+            return RunResult("bugcheck", steps)
+        except BreakpointHit as hit:
+            self.stop = hit
+            return RunResult("breakpoint", steps)
+        return RunResult("step", steps)
+
+    def request_break(self) -> None:
+        """Break-in (Ctrl+C in kd): the run stops before its next step."""
+        self.break_requested = True
 
     def _all_idle(self) -> bool:
         return not self.sched.any_ready() and all(
@@ -208,15 +256,16 @@ class Machine:
             if not proc.frozen:
                 self._step_processor(proc)
 
-    def _step_processor(self, proc: Processor) -> None:
+    def _step_processor(self, proc: Processor, stepping_off: bool = False) -> None:
         cpu = proc.cpu
         thread = proc.current
         assert thread is not None
-        vector = proc.pending_above_irql() if proc.pending else None
-        if vector is not None:
-            proc.pending.discard(vector)
-            self._deliver_interrupt(proc, vector)
-            return
+        if proc.pending and not stepping_off:
+            vector = proc.pending_above_irql()
+            if vector is not None:
+                proc.pending.discard(vector)
+                self._deliver_interrupt(proc, vector)
+                return
         if thread.user_mode:
             from machine.ps.usermode import user_step
 
@@ -230,6 +279,9 @@ class Machine:
                 return
         spec = self.natives.get(rip)
         if spec is not None:
+            if rip in self.breakpoints and not stepping_off:
+                # kernel routines run as Python: their int 3 is noticed at entry
+                raise BreakpointHit(proc.number, rip)
             self._enter_native(proc, spec)
             return
         try:
@@ -409,10 +461,11 @@ class Machine:
         from machine.ke.idt import ERROR_CODE_VECTORS
 
         cpu = proc.cpu
-        if exc.vector == 3:
-            cpu.rip = exc.rip  # a trap: the saved rip is the instruction after int 3
-        else:
-            cpu.rip = exc.rip
+        if exc.vector == 3 and exc.rip - 1 in self.breakpoints:
+            # One of the debugger's own breakpoints: stop there, not in the kernel.
+            cpu.rip = exc.rip - 1
+            raise BreakpointHit(proc.number, cpu.rip)
+        cpu.rip = exc.rip  # for int 3 (a trap) the address after it, as the CPU saves
         code = (exc.error_code or 0) if exc.vector in ERROR_CODE_VECTORS else None
         self.raise_vector(proc, exc.vector, code)
 
