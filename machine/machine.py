@@ -114,6 +114,8 @@ class Machine:
         self.breakpoints = Breakpoints()
         self.break_requested = False
         self.stop: BreakpointHit | None = None
+        self.journal: list[tuple] = []  # run control since boot (see snapshot())
+        self.boot_factory = None  # rebuilds this machine as booted, for snapshots
         self.stacks = None  # RegionAllocator for kernel stacks, set at boot
 
     def device_map(self, session: int | None) -> int:
@@ -174,8 +176,27 @@ class Machine:
 
     # -- running -------------------------------------------------------------------
 
+    # -- the journal of run control, for snapshots ---------------------------------
+
+    def snapshot(self):
+        """The machine's state, restorable with .restore() (see machine.kd.snapshot)."""
+        from machine.kd.snapshot import Snapshot
+
+        if self.boot_factory is None:
+            raise MachineError("this machine was not booted from a scenario")
+        return Snapshot(self.boot_factory, tuple(self.journal), self.steps)
+
+    def set_breakpoint(self, address: int) -> None:
+        self.journal.append(("bp+", address))
+        self.breakpoints.insert(self.kspace, address)
+
+    def clear_breakpoint(self, address: int) -> None:
+        self.journal.append(("bp-", address))
+        self.breakpoints.remove(self.kspace, address)
+
     def run(self, max_steps: int | None = None, until_quiet: bool = False) -> RunResult:
         """Run until a bugcheck, the step budget, or (until_quiet) nothing is runnable."""
+        self.journal.append(("run", max_steps, until_quiet))
         budget = self.step_budget if max_steps is None else max_steps
         start = self.steps
         if self.bugcheck is not None:
@@ -217,6 +238,7 @@ class Machine:
     def step_instruction(self, processor: int, limit: int = 100_000) -> RunResult:
         """Run until the processor has executed one more x64 instruction (kd's `t`);
         the other processors keep pace, step for step."""
+        self.journal.append(("step", processor, limit))
         cpu = self.processors[processor].cpu
         target = cpu.instructions_retired + 1
         steps = 0
@@ -236,6 +258,7 @@ class Machine:
 
     def request_break(self) -> None:
         """Break-in (Ctrl+C in kd): the run stops before its next step."""
+        self.journal.append(("break",))
         self.break_requested = True
 
     def _all_idle(self) -> bool:

@@ -224,4 +224,6 @@ def boot_scenario(scen: Scenario, seed: int | None = None, cpus: int | None = No
     events = [(int(ev.get("at_tick", 0)), event_action(ev, scen)) for ev in scen.events]
     m = boot(config, load, events)
     m.scenario = scen
+    m.journal.clear()  # the boot's own run is part of booting
+    m.boot_factory = lambda: boot_scenario(scen, seed=seed, cpus=cpus)
     return m

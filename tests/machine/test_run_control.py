@@ -13,7 +13,7 @@ def test_a_breakpoint_in_driver_code_stops_every_processor_there():
     m = machine()
     target = m.sym("myfault!MyfaultHighIrqlFault")
     original = m.kspace.read(target, 1)
-    m.breakpoints.insert(m.kspace, target)
+    m.set_breakpoint(target)
     assert m.kspace.read(target, 1) == b"\xcc"  # really in memory
     result = m.run()
     assert result.reason == "breakpoint" and m.bugcheck is None
@@ -25,7 +25,7 @@ def test_a_breakpoint_in_driver_code_stops_every_processor_there():
     assert proc.cpu.rip == target + len(bytes.fromhex("53"))
     assert proc.cpu.regs[4] == sp - 8
     assert m.kspace.read(target, 1) == b"\xcc"
-    m.breakpoints.remove(m.kspace, target)
+    m.clear_breakpoint(target)
     assert m.kspace.read(target, 1) == original
     assert m.run().reason == "bugcheck" and m.bugcheck.code == 0xD1
 
@@ -33,7 +33,7 @@ def test_a_breakpoint_in_driver_code_stops_every_processor_there():
 def test_resuming_from_a_breakpoint_runs_on_until_the_next_stop():
     m = machine()
     target = m.sym("myfault!MyfaultHighIrqlFault")
-    m.breakpoints.insert(m.kspace, target)
+    m.set_breakpoint(target)
     assert m.run().reason == "breakpoint"
     result = m.run()  # steps off the breakpoint, and the driver goes on to crash
     assert result.reason == "bugcheck" and m.bugcheck.code == 0xD1
@@ -41,7 +41,7 @@ def test_resuming_from_a_breakpoint_runs_on_until_the_next_stop():
 
 def test_a_breakpoint_on_a_kernel_routine_stops_before_it_runs():
     m = machine()
-    m.breakpoints.insert(m.kspace, m.sym("nt!KeBugCheckEx"))
+    m.set_breakpoint(m.sym("nt!KeBugCheckEx"))
     result = m.run()
     assert result.reason == "breakpoint" and m.bugcheck is None
     assert m.processors[m.stop.processor].cpu.rip == m.sym("nt!KeBugCheckEx")
