@@ -25,6 +25,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from commands.limits import MAX_OUTPUT_LINES, OutputLimit, stopped_notice
 from commands.target import MemoryAccessError, TypeProvider
 
 Reader = Callable[[int, int], bytes]
@@ -363,6 +364,8 @@ class _Dt:
             drop = sub is not None and expandable_inline and base is not None
             value = self.field_value(f, base, drop_name=drop)
             out.append(f"{indent}+0x{f.offset:03x} {f.name:<{self.width}} : {value}")
+            if len(out) >= MAX_OUTPUT_LINES:
+                raise OutputLimit
             if sub is not None:
                 self.expand(f, base, level + 1, sub, out)
             elif level < self.recurse:
@@ -463,7 +466,11 @@ def render_dt(types: TypeProvider, type_name: str, address: int | None = None,
             out.append(f" {detail}")
     paths = _parse_selection(fields) if fields else None
     before = len(out)
-    dt.fields(t.fields, address, 0, paths, out)
+    try:
+        dt.fields(t.fields, address, 0, paths, out)
+    except OutputLimit:
+        out.append(stopped_notice())
+        return out
     if paths is not None and len(out) == before:
         out.append("Cannot find specified field members.")
     if dt.error_at is not None:
