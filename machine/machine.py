@@ -16,7 +16,7 @@ from machine.kd.breakpoints import BreakpointHit, Breakpoints
 from machine.ke import native as nat
 from machine.ke.processor import DISPATCH_LEVEL, Processor
 from machine.ke.scheduler import Scheduler
-from machine.ke.threads import RUNNING, ProcessRec, ThreadRec
+from machine.ke.threads import READY, RUNNING, ProcessRec, ThreadRec
 from machine.ke.trapframe import (
     KERNEL_CS,
     KERNEL_SS,
@@ -406,6 +406,10 @@ class Machine:
         self.kspace.write_u64(kernel_stack + 0x38, cpu.rip)
         ko.set("KernelStack", kernel_stack)
         ko.set("Running", 0)
+        if old.idle:
+            # The idle thread is never queued; off the processor it is merely Ready.
+            old.state = READY
+            ko.set("State", READY)
         cpu.regs[:] = new.saved_regs
         cpu.rip = new.saved_rip
         cpu.rflags = new.saved_rflags

@@ -45,6 +45,7 @@ class Pool:
         }
         self.big: dict[int, tuple[int, int, str]] = {}  # va -> (size, pool type, tag)
         self.big_freed: set[int] = set()
+        self.allocations: list[int] = []  # every block handed out, in order (for audits)
         self.pagefile: dict[int, bytes] = {}  # page-file offset -> page contents
         self.next_pagefile_offset = 0x1000
 
@@ -59,6 +60,7 @@ class Pool:
             self.space.map_new(va, size)
             region.pages.extend(range(va, va + size, PAGE_SIZE))
             self.big[va] = (size, pool_type, tag)
+            self.allocations.append(va)
             return va
         units = (size + POOL_HEADER_SIZE + BLOCK_UNIT - 1) // BLOCK_UNIT
         if region.used + units * BLOCK_UNIT > PAGE_SIZE:
@@ -78,6 +80,7 @@ class Pool:
         h.set("PoolTag", tag_value(tag))
         region.used += units * BLOCK_UNIT
         region.prev_units = units
+        self.allocations.append(header + POOL_HEADER_SIZE)
         return header + POOL_HEADER_SIZE
 
     def trim(self, va: int) -> None:
