@@ -24,7 +24,7 @@ from machine.machine import Machine, MachineConfig
 from machine.mm.layout import RegionAllocator
 from machine.mm.physical import PAGE_SIZE
 from machine.ob.object import init_object_manager, insert_handle
-from machine.ps.create import create_event, create_process, create_thread
+from machine.ps.create import create_event, create_process, create_thread, image_base
 from machine.ps.usermode import idle_program
 from machine.rtl.lists import initialize_list_head
 from machine.types.view import Struct
@@ -169,7 +169,7 @@ def start_user_thread(m: Machine, process, tid: int, program_factory, ideal: int
     where it follows program_factory(m, thread)."""
     rtl_user_thread_start = m.layout.ntdll_base + 0x7D2F0
     t = create_thread(m, process, tid, "nt!KiStartUserThread", priority=8, ideal=ideal,
-                      win32_start=0x00007FF700000000 + process.pid * 0x100000 + 0x1A40,
+                      win32_start=image_base(process.pid) + 0x1A40,
                       ready=False)
     t.user_start = rtl_user_thread_start
     t.user_program = program_factory(m, t)

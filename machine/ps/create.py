@@ -17,6 +17,11 @@ EVENT_SYNCHRONIZATION = 1
 USER_STACK_TOP = 0x000000F000000000
 
 
+def image_base(pid: int) -> int:
+    """Where a process's executable is mapped (one 64 KiB slot per pid)."""
+    return 0x00007FF600000000 + (pid >> 2) * 0x10000
+
+
 def create_process(m, image: str, pid: int, parent_pid: int, session: int | None,
                    base_priority: int = 8, kernel_only: bool = False) -> ProcessRec:
     size = m.catalog.get("_EPROCESS").size
@@ -57,13 +62,13 @@ def create_process(m, image: str, pid: int, parent_pid: int, session: int | None
                              "SeOn")
         e.set("SeAuditProcessCreationInfo.ImageFileName", name_info)
         e.set("DeviceMap", m.device_map(session))
-        rec.peb = 0x000000D000000000 + pid * 0x10000000
+        rec.peb = 0x000000D000000000 + (pid >> 2) * 0x1000000
         space.map_new(rec.peb, 0x1000, user=True)
         peb = Struct(space, "_PEB", rec.peb)
         peb.set("SessionId", session or 0)
-        peb.set("ImageBaseAddress", 0x00007FF700000000 + pid * 0x100000)
+        peb.set("ImageBaseAddress", image_base(pid))
         e.set("Peb", rec.peb)
-        e.set("SectionBaseAddress", 0x00007FF700000000 + pid * 0x100000)
+        e.set("SectionBaseAddress", image_base(pid))
     if m.processes:
         insert_tail_list(m.kspace, m.sym("nt!PsActiveProcessHead"), e.addr("ActiveProcessLinks"))
     m.processes.append(rec)
