@@ -8,6 +8,7 @@ import random
 from machine import routines as _routines  # noqa: F401  (fills the native registry)
 from machine.ke.clock import init_watchdogs
 from machine.ke.idt import build_idt
+from machine.ke.msr import init_msrs
 from machine.ke.processor import Processor
 from machine.ke.timer import init_timer_table
 from machine.ldr.loader import (
@@ -121,6 +122,7 @@ def _processors(m: Machine) -> None:
         proc.cpu.cr3 = m.kspace.cr3
         build_idt(m, proc)
         init_timer_table(m, proc)
+        init_msrs(m, proc)
         proc.double_fault_stack = m.stacks.take(0x6000, guard_pages=1) + 0x6000
         m.kspace.map_new(proc.double_fault_stack - 0x6000, 0x6000)
 

@@ -3,6 +3,7 @@ freeze the machine, as Windows does before writing a dump."""
 
 from __future__ import annotations
 
+from machine.ke.msr import IA32_FMASK, IA32_LSTAR, IA32_STAR
 from machine.ke.native import Call, routine
 from machine.ke.processor import HIGH_LEVEL
 from machine.types.view import Struct
@@ -36,7 +37,9 @@ def save_processor_state(m, proc) -> None:
     special.set("Cr4", cpu.cr4)
     special.set("Cr8", proc.irql)
     special.set("MsrGsBase", proc.pcr)
-    special.set("MsrLStar", m.sym("nt!KiSystemCall64"))
+    special.set("MsrLStar", proc.msrs.get(IA32_LSTAR, 0))
+    special.set("MsrStar", proc.msrs.get(IA32_STAR, 0))
+    special.set("MsrSyscallMask", proc.msrs.get(IA32_FMASK, 0))
     prcb.set("DebuggerSavedIRQL", proc.irql)
 
 

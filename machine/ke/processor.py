@@ -30,6 +30,7 @@ class Processor:
     idt: int = 0  # KPCR.IdtBase
     double_fault_stack: int = 0  # top of the IST stack the double-fault gate uses
     clock_missed: int = 0  # clock ticks requested while one was still pending
+    msrs: dict[int, int] = field(default_factory=dict)  # model-specific registers
 
     def pending_above_irql(self) -> int | None:
         """The highest pending vector whose IRQL (vector / 16) is above the current one."""

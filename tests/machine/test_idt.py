@@ -45,3 +45,22 @@ def test_a_hooked_gate_on_one_cpu_really_runs_the_hook():
     assert m.kspace.read_u64(hits) == ticks  # every clock interrupt on CPU 1 went through it
     assert m.bugcheck is None
     assert all(p.irql == 0 for p in m.processors)
+
+
+def test_rdmsr_reads_the_msrs_the_kernel_programmed():
+    routines = {"ReadLstar": """
+    mov     ecx, 0C0000082h             ; IA32_LSTAR
+    rdmsr
+    shl     rdx, 32
+    or      rax, rdx
+    mov     qword ptr [Lstar], rax
+lstar_park:
+    pause
+    jmp     lstar_park
+"""}
+    from tests.machine.probe import start_system_thread
+
+    m = boot_probe("msr", routines, {"Lstar": 8})
+    start_system_thread(m, 0xB000, m.sym("msr!ReadLstar"))
+    m.run(3000)
+    assert m.kspace.read_u64(m.sym("msr!Lstar")) == m.sym("nt!KiSystemCall64")
