@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from machine.ke.native import Call, routine
+from machine.ke.wait import init_header
 from machine.ldr.loader import write_unicode_string
 from machine.ob.object import create_object, lookup_handle
 from machine.rtl.lists import initialize_list_head, insert_tail_list, remove_entry_list
@@ -12,6 +13,10 @@ IRP_MJ_MAXIMUM_FUNCTION = 0x1B
 IRP_MJ_DEVICE_CONTROL = 0x0E
 IO_TYPE_DRIVER, IO_TYPE_DEVICE, IO_TYPE_FILE, IO_TYPE_IRP = 4, 3, 5, 6
 IO_STACK_LOCATION_SIZE = 0x48
+SL_PENDING_RETURNED = 0x01
+SL_INVOKE_ON_CANCEL, SL_INVOKE_ON_SUCCESS, SL_INVOKE_ON_ERROR = 0x20, 0x40, 0x80
+STATUS_PENDING = 0x103
+STATUS_MORE_PROCESSING_REQUIRED = 0xC0000016
 STATUS_SUCCESS = 0
 STATUS_INVALID_HANDLE = 0xC0000008
 STATUS_INVALID_DEVICE_REQUEST = 0xC0000010
@@ -111,13 +116,80 @@ def IofCallDriver(m, proc, a):
     return status
 
 
-@routine("IofCompleteRequest", frame=0x58, size=0x200)
+@routine("IofCompleteRequest", frame=0x58, size=0x400)
 def IofCompleteRequest(m, proc, a):
-    irp = Struct(m.kspace, "_IRP", a[0])
+    """(Irp, PriorityBoost): unwind the stack locations upward, calling each completion
+    routine a higher driver set (with that driver's device); STATUS_MORE_PROCESSING_
+    REQUIRED stops the unwinding.  Then the rest of completion runs in the issuing
+    thread, through the special kernel APC embedded in the IRP (IopCompleteRequest)."""
+    irp_addr = a[0]
+    space = m.kspace
+    irp = Struct(space, "_IRP", irp_addr)
+    status = irp.get("IoStatus.Status") & 0xFFFFFFFF
+    while irp.get("CurrentLocation") <= irp.get("StackCount"):
+        location = irp.get("Tail.Overlay.CurrentStackLocation")
+        sl = Struct(space, "_IO_STACK_LOCATION", location)
+        control = sl.get("Control")
+        irp.set("CurrentLocation", irp.get("CurrentLocation") + 1)
+        irp.set("Tail.Overlay.CurrentStackLocation", location + IO_STACK_LOCATION_SIZE)
+        if control & SL_PENDING_RETURNED:
+            irp.set("PendingReturned", 1)
+        routine = sl.get("CompletionRoutine")
+        wanted = SL_INVOKE_ON_SUCCESS if status < 0x80000000 else SL_INVOKE_ON_ERROR
+        if irp.get("Cancel"):
+            wanted = SL_INVOKE_ON_CANCEL
+        if routine and control & wanted:
+            upper = 0
+            if irp.get("CurrentLocation") <= irp.get("StackCount"):
+                upper = Struct(space, "_IO_STACK_LOCATION",
+                               location + IO_STACK_LOCATION_SIZE).get("DeviceObject")
+            result = yield Call(routine, (upper, irp_addr, sl.get("Context")), ret=0x1A5)
+            if result & 0xFFFFFFFF == STATUS_MORE_PROCESSING_REQUIRED:
+                return 0
+            status = irp.get("IoStatus.Status") & 0xFFFFFFFF
+    thread = irp.get("Tail.Overlay.Thread")
+    if not thread:
+        free_irp(m, irp_addr)
+        return 0
+    apc = irp.addr("Tail.Apc")
+    yield Call(m.sym("KeInitializeApc"),
+               (apc, thread, 0, m.sym("IopCompleteRequest"), 0, 0, 0, 0), ret=0x2B6)
+    yield Call(m.sym("KeInsertQueueApc"), (apc, irp.get("Tail.Overlay.OriginalFileObject"),
+                                           0, 0), ret=0x2D9)
+    return 0
+
+
+@routine("IopCompleteRequest", frame=0x88, size=0x300)
+def IopCompleteRequest(m, proc, a):
+    """The IRP's special kernel APC, in the thread that issued it: copy the status block
+    to the caller, signal its event (or the file object's), release the IRP.
+    (Apc, &NormalRoutine, &NormalContext, &SystemArgument1 = the file object, &...)
+    The APC overlays Tail.Overlay, so the file object comes through the argument."""
+    irp_addr = a[0] - Struct(m.kspace, "_IRP", 0).offset("Tail.Apc")
+    irp = Struct(m.kspace, "_IRP", irp_addr)
+    space = proc.cpu.mem  # the issuing thread's address space: the caller's IOSB is there
+    iosb = irp.get("UserIosb")
+    if iosb:
+        space.write_u64(iosb, irp.get("IoStatus.Status") & 0xFFFFFFFF)
+        space.write_u64(iosb + 8, irp.get("IoStatus.Information"))
+    event = irp.get("UserEvent")
+    file_obj = space.read_u64(a[3])
+    if file_obj:
+        Struct(m.kspace, "_FILE_OBJECT", file_obj).set(
+            "FinalStatus", irp.get("IoStatus.Status"))
+    if not event and file_obj:
+        event = Struct(m.kspace, "_FILE_OBJECT", file_obj).addr("Event")
     remove_entry_list(m.kspace, irp.addr("ThreadListEntry"))
     initialize_list_head(m.kspace, irp.addr("ThreadListEntry"))
-    irp.set("PendingReturned", 0)
+    free_irp(m, irp_addr)
+    if event:
+        yield Call(m.sym("KeSetEvent"), (event, 0, 0), ret=0x1C2)
     return 0
+
+
+def free_irp(m, irp_addr: int) -> None:
+    """IoFreeIrp: the IRP's pool block goes back (a later use of it is a use after free)."""
+    Struct(m.kspace, "_POOL_HEADER", irp_addr - 0x10).set("PoolType", 0)
 
 
 def allocate_irp(m, stack_size: int) -> int:
@@ -177,7 +249,14 @@ def IopXxxControlFile(m, proc, a):
 
 @routine("IopSynchronousServiceTail", frame=0xA8, size=0x300)
 def IopSynchronousServiceTail(m, proc, a):
+    """(DeviceObject, Irp, FileObject, ...): send the IRP; for synchronous I/O that the
+    driver pended, wait on the file object's event until completion sets it."""
+    file_obj = a[2]
     status = yield Call(m.sym("IofCallDriver"), (a[0], a[1]), ret=0x1D0)
+    if status & 0xFFFFFFFF == STATUS_PENDING and file_obj:
+        event = Struct(m.kspace, "_FILE_OBJECT", file_obj).addr("Event")
+        yield Call(m.sym("KeWaitForSingleObject"), (event, 0, 0, 0, 0), ret=0x2A1)
+        status = Struct(m.kspace, "_FILE_OBJECT", file_obj).get("FinalStatus")
     return status
 
 
@@ -198,6 +277,8 @@ def open_device(m, process, path: str) -> int:
     f.set("Type", IO_TYPE_FILE)
     f.set("Size", size)
     f.set("DeviceObject", device)
+    init_header(m.kspace, f.addr("Event"), 0, m.catalog.get("_KEVENT").size, 0)
+    init_header(m.kspace, f.addr("Lock"), 1, m.catalog.get("_KEVENT").size, 0)
     dev = Struct(m.kspace, "_DEVICE_OBJECT", device)
     dev.set("ReferenceCount", dev.get("ReferenceCount") + 1)
     ep = Struct(m.kspace, "_EPROCESS", process.eprocess)

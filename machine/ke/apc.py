@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from machine.ke.native import Call, TrapReturn, routine
 from machine.ke.processor import APC_LEVEL, PASSIVE_LEVEL
+from machine.ke.threads import WAITING
+from machine.ke.wait import STATUS_KERNEL_APC, unwait
 from machine.rtl.lists import initialize_list_head, insert_tail_list, remove_entry_list
 from machine.types.view import Struct
 
@@ -64,8 +66,15 @@ def KeInsertQueueApc(m, proc, a):
     insert_tail_list(m.kspace, apc_list_head(m, ethread, mode), apc.addr("ApcListEntry"))
     apc.set("Inserted", 1)
     if mode == KERNEL_MODE:
-        Struct(m.kspace, "_KTHREAD", ethread).set("ApcState.KernelApcPending", 1)
-        request_delivery(m, m.thread_at(ethread))
+        kt = Struct(m.kspace, "_KTHREAD", ethread)
+        kt.set("ApcState.KernelApcPending", 1)
+        thread = m.thread_at(ethread)
+        if kt.get("State") == WAITING and kt.get("WaitIrql") == PASSIVE_LEVEL:
+            # A thread waiting at PASSIVE_LEVEL leaves its wait to run the APC, then
+            # waits again (KeWaitForSingleObject sees STATUS_KERNEL_APC).
+            unwait(m, thread, STATUS_KERNEL_APC)
+        else:
+            request_delivery(m, thread)
     return 1
 
 

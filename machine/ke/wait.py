@@ -12,6 +12,7 @@ WAIT_BLOCK_SIZE = 0x30
 # _KOBJECTS values of the dispatcher objects waits understand
 EVENT_SYNCHRONIZATION, MUTANT_OBJECT, SEMAPHORE_OBJECT, TIMER_SYNCHRONIZATION = 1, 2, 5, 9
 THREAD_NOT_MUTEX_OWNER = 0x11
+STATUS_KERNEL_APC = 0x100
 WAIT_ANY = 1
 KWAIT_BLOCK_STATE_WAITING = 4  # WaitBlockActive
 
@@ -47,9 +48,25 @@ def KeWaitForSingleObject(m, proc, a):
     if proc.irql >= DISPATCH_LEVEL:
         # IRQL_NOT_LESS_OR_EQUAL: waiting is not allowed at DISPATCH_LEVEL or above.
         crash(m, proc, 0xA, (obj, proc.irql, 0, m.native_base["KeWaitForSingleObject"]))
-    if signaled_for(m, obj, thread):
-        satisfy_wait(m, obj, thread)
-        return 0
+    wait_irql = proc.irql
+    while True:
+        if signaled_for(m, obj, thread):
+            satisfy_wait(m, obj, thread)
+            return 0
+        begin_wait(m, proc, thread, obj, reason, mode, alertable)
+        status = yield Call(m.sym("KiCommitThreadWait"), (thread.ethread, 0, 0, 0),
+                            ret=0x233)
+        # Resumed on whatever processor switched us in, at the IRQL of that switch: back
+        # to the IRQL the wait began at.
+        proc = m.processor_of(thread)
+        m.set_irql(proc, wait_irql)
+        if status != STATUS_KERNEL_APC:
+            return status
+        # Woken to run a kernel APC: let it be delivered, then wait again.
+        yield Pause(at=0x2A0)
+
+
+def begin_wait(m, proc, thread, obj: int, reason: int, mode: int, alertable: int) -> None:
     header = Struct(m.kspace, "_DISPATCHER_HEADER", obj)
     kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
     wb = kt.addr("WaitBlock")
@@ -69,13 +86,22 @@ def KeWaitForSingleObject(m, proc, a):
     kt.set("WaitTime", m.tick_count)
     kt.set("WaitStatus", 0)
     thread.state = WAITING
-    wait_irql = proc.irql
-    status = yield Call(m.sym("KiCommitThreadWait"), (thread.ethread, 0, 0, 0), ret=0x233)
-    # Resumed on whatever processor switched us in, at the IRQL of that switch: back to
-    # the IRQL the wait began at.
-    proc = m.processor_of(thread)
-    m.set_irql(proc, wait_irql)
-    return status
+
+
+def unwait(m, thread, status: int) -> None:
+    """End a thread's wait with a status: its wait block leaves the object's list and
+    the thread becomes Ready."""
+    from machine.rtl.lists import initialize_list_head, remove_entry_list
+
+    kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
+    wb = kt.get("WaitBlockList")
+    if wb:
+        remove_entry_list(m.kspace, wb)
+        initialize_list_head(m.kspace, wb)
+        Struct(m.kspace, "_KWAIT_BLOCK", wb).set("BlockState", 0)
+    kt.set("WaitStatus", status)
+    kt.set("WaitBlockList", 0)
+    m.make_ready(thread)
 
 
 @routine("KiIdleLoop", frame=0x38, size=0x200)
@@ -138,8 +164,6 @@ def signal_waiters(m, obj: int) -> int:
     """Satisfy waits on a signaled dispatcher object: every waiter of a notification
     object, the first waiter of a synchronization object (which resets it).  Woken
     threads become Ready with their wait status; returns how many were woken."""
-    from machine.rtl.lists import initialize_list_head, remove_entry_list
-
     header = Struct(m.kspace, "_DISPATCHER_HEADER", obj)
     head = header.addr("WaitListHead")
     woken = 0
@@ -147,15 +171,9 @@ def signal_waiters(m, obj: int) -> int:
     while entry != head and header.get("SignalState") > 0:
         nxt = m.kspace.read_u64(entry)
         wb = Struct(m.kspace, "_KWAIT_BLOCK", entry)
-        remove_entry_list(m.kspace, entry)
-        initialize_list_head(m.kspace, entry)
-        wb.set("BlockState", 0)
         thread = m.thread_at(wb.get("Thread"))
-        kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
-        kt.set("WaitStatus", wb.get("WaitKey"))
-        kt.set("WaitBlockList", 0)
         satisfy_wait(m, obj, thread)
-        m.make_ready(thread)
+        unwait(m, thread, wb.get("WaitKey"))
         woken += 1
         entry = nxt
     return woken
