@@ -65,7 +65,8 @@ def IoCreateDevice(m, proc, a):
         name = space.read(us.get("Buffer"), us.get("Length")).decode("utf-16-le")
     folder, _, leaf = (name or "").rpartition("\\")
     directory = m.directories.get(folder, 0)
-    body = create_object(m, "Device", size + ext_size + 0x40, "Devi",
+    dox_size = m.catalog.get("_DEVOBJ_EXTENSION").size
+    body = create_object(m, "Device", size + ext_size + dox_size, "Devi",
                          name=leaf if name else None, directory=directory)
     dev = Struct(m.kspace, "_DEVICE_OBJECT", body)
     dev.set("Type", IO_TYPE_DEVICE)
@@ -79,6 +80,13 @@ def IoCreateDevice(m, proc, a):
     dev.set("AlignmentRequirement", 0)
     if ext_size:
         dev.set("DeviceExtension", body + size)
+    # The device object extension follows the driver's extension, as on Windows.
+    dox = body + size + ext_size
+    dev.set("DeviceObjectExtension", dox)
+    x = Struct(m.kspace, "_DEVOBJ_EXTENSION", dox)
+    x.set("Type", 0xD)
+    x.set("Size", dox_size)
+    x.set("DeviceObject", body)
     drv = Struct(m.kspace, "_DRIVER_OBJECT", driver)
     dev.set("NextDevice", drv.get("DeviceObject"))
     drv.set("DeviceObject", body)
@@ -98,6 +106,35 @@ def IoCreateSymbolicLink(m, proc, a):
 
     m.io_links[text(a[0])] = text(a[1])
     return STATUS_SUCCESS
+
+
+def attached_top(m, device: int) -> int:
+    """IoGetAttachedDevice: the highest device attached above this one."""
+    while True:
+        above = Struct(m.kspace, "_DEVICE_OBJECT", device).get("AttachedDevice")
+        if not above:
+            return device
+        device = above
+
+
+@routine("IoGetAttachedDevice", frame=0x28, size=0x40)
+def IoGetAttachedDevice(m, proc, a):
+    return attached_top(m, a[0])
+
+
+@routine("IoAttachDeviceToDeviceStack", frame=0x38, size=0x100)
+def IoAttachDeviceToDeviceStack(m, proc, a):
+    """(SourceDevice, TargetDevice) -> the device attached to (the old top), or NULL."""
+    source, target = a[0], a[1]
+    top = attached_top(m, target)
+    t = Struct(m.kspace, "_DEVICE_OBJECT", top)
+    src = Struct(m.kspace, "_DEVICE_OBJECT", source)
+    t.set("AttachedDevice", source)
+    src.set("StackSize", t.get("StackSize") + 1)
+    src.set("AlignmentRequirement", t.get("AlignmentRequirement"))
+    Struct(m.kspace, "_DEVOBJ_EXTENSION", src.get("DeviceObjectExtension")).set(
+        "AttachedTo", top)
+    return top
 
 
 @routine("IofCallDriver", frame=0x38, size=0x80)
@@ -221,7 +258,8 @@ def IopXxxControlFile(m, proc, a):
     file_obj = lookup_handle(m, ep.get("ObjectTable"), a[0])
     if file_obj is None:
         return STATUS_INVALID_HANDLE
-    device = Struct(m.kspace, "_FILE_OBJECT", file_obj).get("DeviceObject")
+    # IoGetRelatedDeviceObject: requests go to the top of the device's stack.
+    device = attached_top(m, Struct(m.kspace, "_FILE_OBJECT", file_obj).get("DeviceObject"))
     stack_size = Struct(m.kspace, "_DEVICE_OBJECT", device).get("StackSize")
     irp_addr = allocate_irp(m, stack_size)
     irp = Struct(m.kspace, "_IRP", irp_addr)

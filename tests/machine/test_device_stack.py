@@ -1,0 +1,145 @@
+"""A device stack: a filter attached over a device gets the IRP first, passes it down
+with a completion routine, and the routine runs with the filter's device as the IRP
+completes — all through memory."""
+
+from __future__ import annotations
+
+from machine.events import IOSB_OFFSET
+from machine.machine import STEPS_PER_TICK
+from machine.scenario import boot_scenario, parse_scenario
+from machine.types.view import Struct
+
+SCENARIO = r'''
+[scenario]
+name = "stack"
+[machine]
+cpus = 2
+[[driver]]
+name = "stacker"
+entry = "DriverEntry"
+[[driver.global]]
+name = "LowerDevice"
+[[driver.global]]
+name = "UpperDevice"
+[[driver.global]]
+name = "SeenDevice"
+[[driver.global]]
+name = "SeenContext"
+[[driver.global]]
+name = "SeenInformation"
+[[driver.string]]
+name = "DeviceName"
+value = '\Device\Lower'
+[[driver.string]]
+name = "LinkName"
+value = '\??\Lower'
+[[driver.routine]]
+name = "DriverEntry"
+code = """
+    push    rbx
+    sub     rsp, 40h
+    mov     rbx, rcx
+    lea     rax, [Dispatch]
+    mov     qword ptr [rbx+0E0h], rax
+    lea     rax, [LowerDevice]
+    mov     qword ptr [rsp+30h], rax
+    mov     dword ptr [rsp+28h], 0
+    mov     dword ptr [rsp+20h], 0
+    mov     r9d, 22h
+    lea     r8, [DeviceName]
+    xor     edx, edx
+    mov     rcx, rbx
+    call    nt!IoCreateDevice
+    lea     rdx, [DeviceName]
+    lea     rcx, [LinkName]
+    call    nt!IoCreateSymbolicLink
+    lea     rax, [UpperDevice]
+    mov     qword ptr [rsp+30h], rax
+    mov     dword ptr [rsp+28h], 0
+    mov     dword ptr [rsp+20h], 0
+    mov     r9d, 22h
+    xor     r8d, r8d                        ; unnamed filter device
+    xor     edx, edx
+    mov     rcx, rbx
+    call    nt!IoCreateDevice
+    mov     rdx, qword ptr [LowerDevice]
+    mov     rcx, qword ptr [UpperDevice]
+    call    nt!IoAttachDeviceToDeviceStack
+    mov     qword ptr [LowerDevice], rax
+    xor     eax, eax
+    add     rsp, 40h
+    pop     rbx
+    ret
+"""
+[[driver.routine]]
+name = "Dispatch"
+code = """
+    cmp     rcx, qword ptr [UpperDevice]
+    je      upper
+    mov     dword ptr [rdx+30h], 0          ; the lower device completes the request
+    mov     qword ptr [rdx+38h], 99h
+    sub     rsp, 28h
+    mov     rcx, rdx
+    xor     edx, edx
+    call    nt!IofCompleteRequest
+    add     rsp, 28h
+    xor     eax, eax
+    ret
+upper:
+    push    rsi
+    push    rdi
+    sub     rsp, 28h
+    mov     rsi, qword ptr [rdx+0B8h]       ; IoCopyCurrentIrpStackLocationToNext
+    lea     rdi, [rsi-48h]
+    mov     ecx, 38h
+    rep     movsb
+    mov     rax, qword ptr [rdx+0B8h]       ; IoSetCompletionRoutine on the next location
+    lea     rcx, [OnComplete]
+    mov     qword ptr [rax-10h], rcx
+    mov     qword ptr [rax-8], 1234h
+    mov     byte ptr [rax-45h], 0E0h        ; invoke on success, error and cancel
+    mov     rcx, qword ptr [LowerDevice]
+    call    nt!IofCallDriver
+    add     rsp, 28h
+    pop     rdi
+    pop     rsi
+    ret
+"""
+[[driver.routine]]
+name = "OnComplete"
+code = """
+    mov     qword ptr [SeenDevice], rcx
+    mov     qword ptr [SeenContext], r8
+    mov     rax, qword ptr [rdx+38h]
+    mov     qword ptr [SeenInformation], rax
+    xor     eax, eax                        ; STATUS_SUCCESS: completion goes on
+    ret
+"""
+[[event]]
+at_tick = 2
+action = "start_process"
+image = "client.exe"
+program = [
+    { open = '\\.\Lower' },
+    { ioctl = 0x222000, device = '\\.\Lower' },
+]
+'''
+
+
+def test_a_filter_sees_the_irp_first_and_its_completion_routine_runs_with_its_device():
+    m = boot_scenario(parse_scenario(SCENARIO, "stack.toml"))
+    upper = m.kspace.read_u64(m.sym("stacker!UpperDevice"))
+    lower = m.kspace.read_u64(m.sym("stacker!LowerDevice"))
+    up = Struct(m.kspace, "_DEVICE_OBJECT", upper)
+    low = Struct(m.kspace, "_DEVICE_OBJECT", lower)
+    assert low.get("AttachedDevice") == upper and up.get("StackSize") == 2
+    dox = Struct(m.kspace, "_DEVOBJ_EXTENSION", up.get("DeviceObjectExtension"))
+    assert dox.get("AttachedTo") == lower and dox.get("DeviceObject") == upper
+    m.run(STEPS_PER_TICK * 6)
+    read = lambda name: m.kspace.read_u64(m.sym(f"stacker!{name}"))  # noqa: E731
+    assert read("SeenDevice") == upper
+    assert read("SeenContext") == 0x1234
+    assert read("SeenInformation") == 0x99
+    client = next(p for p in m.processes if p.image == "client.exe")
+    assert client.space.read_u64(client.peb + IOSB_OFFSET + 8) == 0x99
+    assert m.bugcheck is None
