@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from machine.ps.usermode import Syscall
 
-IOSB_OFFSET = 0x800  # the user program's IO_STATUS_BLOCK, inside its PEB page
-
 
 def event_action(ev: dict, scen):
     from machine.scenario import ScenarioError, _line_of
@@ -42,9 +40,17 @@ def trim_page_of(m, pointer_symbol: str) -> None:
         m.pool.trim(page)
 
 
+# Where a user program keeps what it passes to system calls, in its PEB page.
+IOSB_OFFSET = 0x800
+HANDLE_OFFSET = 0x810
+OBJECT_ATTRIBUTES_OFFSET = 0x820
+NAME_OFFSET = 0x860
+FILE_OPEN = 1
+GENERIC_READ_WRITE = 0xC0000000
+
+
 def start_process(m, ev: dict) -> None:
     from machine.boot import start_user_thread
-    from machine.io.iomgr import open_device
     from machine.ps.create import create_process
 
     image = ev["image"]
@@ -56,13 +62,32 @@ def start_process(m, ev: dict) -> None:
 
     def program(m, thread):
         handles: dict[str, int] = {}
+        space, base = proc.space, proc.peb
+        iosb = base + IOSB_OFFSET
         for step in steps:
             if "open" in step:
-                handles[step["open"]] = open_device(m, proc, step["open"])
+                oa = base + OBJECT_ATTRIBUTES_OFFSET
+                write_object_attributes(space, oa, base + NAME_OFFSET, step["open"])
+                status = yield Syscall("NtCreateFile", (
+                    base + HANDLE_OFFSET, GENERIC_READ_WRITE, oa, iosb, 0, 0, 0, FILE_OPEN,
+                    0, 0, 0))
+                if status < 0x80000000:
+                    handles[step["open"]] = space.read_u64(base + HANDLE_OFFSET)
             elif "ioctl" in step:
-                handle = handles[step["device"]]
-                iosb = proc.peb + IOSB_OFFSET
+                handle = handles.get(step["device"], 0)
                 yield Syscall("NtDeviceIoControlFile",
                               (handle, 0, 0, 0, iosb, step["ioctl"], 0, 0, 0, 0))
 
     start_user_thread(m, proc, m.cids.take(), program)
+
+
+def write_object_attributes(space, oa: int, name_at: int, path: str) -> None:
+    """An OBJECT_ATTRIBUTES (wdm.h layout: Length, RootDirectory, ObjectName, ...) naming
+    `path`, with its UNICODE_STRING and buffer right after, in user memory."""
+    data = path.encode("utf-16-le")
+    buf = name_at + 0x10
+    space.write(buf, data + b"\0\0")
+    space.write(name_at, len(data).to_bytes(2, "little") + (len(data) + 2).to_bytes(2, "little")
+                + bytes(4) + buf.to_bytes(8, "little"))
+    space.write(oa, (0x30).to_bytes(4, "little") + bytes(12) + name_at.to_bytes(8, "little")
+                + bytes(0x18))

@@ -10,6 +10,7 @@ from machine.rtl.lists import initialize_list_head, insert_tail_list, remove_ent
 from machine.types.view import Struct
 
 IRP_MJ_MAXIMUM_FUNCTION = 0x1B
+IRP_MJ_CREATE = 0x00
 IRP_MJ_DEVICE_CONTROL = 0x0E
 IO_TYPE_DRIVER, IO_TYPE_DEVICE, IO_TYPE_FILE, IO_TYPE_IRP = 4, 3, 5, 6
 IO_STACK_LOCATION_SIZE = 0x48
@@ -20,6 +21,7 @@ STATUS_MORE_PROCESSING_REQUIRED = 0xC0000016
 STATUS_SUCCESS = 0
 STATUS_INVALID_HANDLE = 0xC0000008
 STATUS_INVALID_DEVICE_REQUEST = 0xC0000010
+STATUS_OBJECT_NAME_NOT_FOUND = 0xC0000034
 FILE_DEVICE_UNKNOWN = 0x22
 DO_DEVICE_INITIALIZING = 0x80
 USER_MODE = 1
@@ -290,6 +292,8 @@ def IopSynchronousServiceTail(m, proc, a):
     """(DeviceObject, Irp, FileObject, ...): send the IRP; for synchronous I/O that the
     driver pended, wait on the file object's event until completion sets it."""
     file_obj = a[2]
+    if file_obj:  # KeClearEvent: each synchronous request waits for its own completion
+        Struct(m.kspace, "_FILE_OBJECT", file_obj).set("Event.Header.SignalState", 0)
     status = yield Call(m.sym("IofCallDriver"), (a[0], a[1]), ret=0x1D0)
     if status & 0xFFFFFFFF == STATUS_PENDING and file_obj:
         event = Struct(m.kspace, "_FILE_OBJECT", file_obj).addr("Event")
@@ -298,17 +302,14 @@ def IopSynchronousServiceTail(m, proc, a):
     return status
 
 
-def open_device(m, process, path: str) -> int:
-    """NtCreateFile on a device: a FILE_OBJECT on it and a handle in the process.
-    (IRP_MJ_CREATE is not sent yet: the first-cut drivers succeed every create.)"""
-    from machine.ob.object import insert_handle
-
+def resolve_device_path(m, path: str) -> int | None:
+    """The device a path names: `\\.\\X` and `\\??\\X` go through the DOS-device links."""
     if path.startswith("\\\\.\\"):
         path = "\\??\\" + path[4:]
-    target = m.io_links.get(path, path)
-    device = m.io_names.get(target)
-    if device is None:
-        raise KeyError(path)
+    return m.io_names.get(m.io_links.get(path, path))
+
+
+def create_file_object(m, device: int) -> int:
     size = m.catalog.get("_FILE_OBJECT").size
     fo = create_object(m, "File", size, "File")
     f = Struct(m.kspace, "_FILE_OBJECT", fo)
@@ -319,8 +320,66 @@ def open_device(m, process, path: str) -> int:
     init_header(m.kspace, f.addr("Lock"), 1, m.catalog.get("_KEVENT").size, 0)
     dev = Struct(m.kspace, "_DEVICE_OBJECT", device)
     dev.set("ReferenceCount", dev.get("ReferenceCount") + 1)
-    ep = Struct(m.kspace, "_EPROCESS", process.eprocess)
-    return insert_handle(m, ep.get("ObjectTable"), fo, access=0x12019F)
+    return fo
+
+
+# OBJECT_ATTRIBUTES (wdm.h): Length, RootDirectory, ObjectName at +0x10, Attributes, ...
+OBJECT_ATTRIBUTES_NAME = 0x10
+
+
+@routine("NtCreateFile", frame=0x88, size=0x100)
+def NtCreateFile(m, proc, a):
+    """(FileHandle*, DesiredAccess, ObjectAttributes*, IoStatusBlock*, AllocationSize*,
+    FileAttributes, ShareAccess, CreateDisposition, CreateOptions, EaBuffer, EaLength)"""
+    args = tuple(a[i] for i in range(11))
+    status = yield Call(m.sym("IopCreateFile"), args, ret=0x71)
+    return status
+
+
+@routine("IopCreateFile", frame=0xE8, size=0x500)
+def IopCreateFile(m, proc, a):
+    thread = proc.current
+    space = proc.cpu.mem  # the caller's parameters are in its own address space
+    name = Struct(space, "_UNICODE_STRING", space.read_u64(a[2] + OBJECT_ATTRIBUTES_NAME))
+    path = space.read(name.get("Buffer"), name.get("Length")).decode("utf-16-le")
+    device = resolve_device_path(m, path)
+    if device is None:
+        return STATUS_OBJECT_NAME_NOT_FOUND
+    file_obj = create_file_object(m, device)
+    status = yield Call(m.sym("IopParseDevice"),
+                        (device, file_obj, a[3], (a[7] << 24) | (a[8] & 0xFFFFFF)), ret=0x3B9)
+    if status & 0xFFFFFFFF >= 0x80000000:
+        return status
+    from machine.ob.object import insert_handle
+
+    table = Struct(m.kspace, "_EPROCESS", thread.process.eprocess).get("ObjectTable")
+    handle = insert_handle(m, table, file_obj, access=a[1] & 0xFFFFFFFF)
+    space.write_u64(a[0], handle)
+    return status
+
+
+@routine("IopParseDevice", frame=0x1D8, size=0x900)
+def IopParseDevice(m, proc, a):
+    """(Device, FileObject, IoStatusBlock*, Options): send IRP_MJ_CREATE to the top of
+    the device's stack."""
+    thread = proc.current
+    top = attached_top(m, a[0])
+    irp_addr = allocate_irp(m, Struct(m.kspace, "_DEVICE_OBJECT", top).get("StackSize"))
+    irp = Struct(m.kspace, "_IRP", irp_addr)
+    irp.set("RequestorMode", USER_MODE)
+    irp.set("UserIosb", a[2])
+    irp.set("Tail.Overlay.Thread", thread.ethread)
+    irp.set("Tail.Overlay.OriginalFileObject", a[1])
+    sl = Struct(m.kspace, "_IO_STACK_LOCATION",
+                irp.get("Tail.Overlay.CurrentStackLocation") - IO_STACK_LOCATION_SIZE)
+    sl.set("MajorFunction", IRP_MJ_CREATE)
+    sl.set("FileObject", a[1])
+    sl.set("Parameters.Create.Options", a[3] & 0xFFFFFFFF)
+    insert_tail_list(m.kspace, Struct(m.kspace, "_ETHREAD", thread.ethread).addr("IrpList"),
+                     irp.addr("ThreadListEntry"))
+    status = yield Call(m.sym("IopSynchronousServiceTail"), (top, irp_addr, a[1], 0),
+                        ret=0x6F3)
+    return status
 
 
 @routine("IopLoadDriver", frame=0x1B8, size=0x900)

@@ -27,6 +27,10 @@ name = "SeenDevice"
 name = "SeenContext"
 [[driver.global]]
 name = "SeenInformation"
+[[driver.global]]
+name = "Creates"
+[[driver.global]]
+name = "CreateMajor"
 [[driver.string]]
 name = "DeviceName"
 value = '\Device\Lower'
@@ -39,6 +43,8 @@ code = """
     push    rbx
     sub     rsp, 40h
     mov     rbx, rcx
+    lea     rax, [CreateClose]
+    mov     qword ptr [rbx+70h], rax        ; IRP_MJ_CREATE
     lea     rax, [Dispatch]
     mov     qword ptr [rbx+0E0h], rax
     lea     rax, [LowerDevice]
@@ -115,6 +121,23 @@ code = """
     xor     eax, eax                        ; STATUS_SUCCESS: completion goes on
     ret
 """
+[[driver.routine]]
+name = "CreateClose"
+code = """
+    lock inc qword ptr [Creates]
+    mov     rax, qword ptr [rdx+0B8h]
+    mov     al, byte ptr [rax]
+    mov     byte ptr [CreateMajor], al
+    sub     rsp, 28h
+    mov     dword ptr [rdx+30h], 0
+    mov     qword ptr [rdx+38h], 0
+    mov     rcx, rdx
+    xor     edx, edx
+    call    nt!IofCompleteRequest
+    xor     eax, eax
+    add     rsp, 28h
+    ret
+"""
 [[event]]
 at_tick = 2
 action = "start_process"
@@ -143,3 +166,29 @@ def test_a_filter_sees_the_irp_first_and_its_completion_routine_runs_with_its_de
     client = next(p for p in m.processes if p.image == "client.exe")
     assert client.space.read_u64(client.peb + IOSB_OFFSET + 8) == 0x99
     assert m.bugcheck is None
+
+
+def test_opening_the_device_sends_irp_mj_create_down_the_stack():
+    m = boot_scenario(parse_scenario(SCENARIO, "stack.toml"))
+    m.run(STEPS_PER_TICK * 6)
+    assert m.kspace.read_u64(m.sym("stacker!Creates")) == 1
+    assert m.kspace.read(m.sym("stacker!CreateMajor"), 1) == b"\0"  # IRP_MJ_CREATE
+    client = next(p for p in m.processes if p.image == "client.exe")
+    table = Struct(m.kspace, "_EPROCESS", client.eprocess).get("ObjectTable")
+    from machine.ob.object import lookup_handle
+
+    handle = client.space.read_u64(client.peb + 0x810)
+    file_obj = lookup_handle(m, table, handle)
+    assert Struct(m.kspace, "_FILE_OBJECT", file_obj).get("DeviceObject") == \
+        m.kspace.read_u64(m.sym("stacker!LowerDevice"))
+
+
+def test_a_driver_without_a_create_routine_refuses_the_open():
+    m = boot_scenario(parse_scenario(
+        SCENARIO.replace("    mov     qword ptr [rbx+70h], rax        ; IRP_MJ_CREATE\n", ""),
+        "stack.toml"))
+    m.run(STEPS_PER_TICK * 6)
+    client = next(p for p in m.processes if p.image == "client.exe")
+    # the open failed with STATUS_INVALID_DEVICE_REQUEST, so the IOCTL had no handle
+    assert m.kspace.read_u64(m.sym("stacker!Creates")) == 0
+    assert m.kspace.read_u64(m.sym("stacker!SeenDevice")) == 0

@@ -40,6 +40,8 @@ code = """
     push    rbx
     sub     rsp, 40h
     mov     rbx, rcx
+    lea     rax, [CreateClose]
+    mov     qword ptr [rbx+70h], rax        ; IRP_MJ_CREATE
     lea     rax, [PendDispatch]
     mov     qword ptr [rbx+0E0h], rax       ; IRP_MJ_DEVICE_CONTROL
     lea     rax, [DeviceObject]
@@ -93,6 +95,19 @@ code = """
     mov     qword ptr [rcx+38h], 42h        ; IoStatus.Information
     xor     edx, edx
     call    nt!IofCompleteRequest
+    add     rsp, 28h
+    ret
+"""
+[[driver.routine]]
+name = "CreateClose"
+code = """
+    sub     rsp, 28h
+    mov     dword ptr [rdx+30h], 0
+    mov     qword ptr [rdx+38h], 0
+    mov     rcx, rdx
+    xor     edx, edx
+    call    nt!IofCompleteRequest
+    xor     eax, eax
     add     rsp, 28h
     ret
 """
