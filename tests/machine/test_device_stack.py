@@ -190,5 +190,6 @@ def test_a_driver_without_a_create_routine_refuses_the_open():
     m.run(STEPS_PER_TICK * 6)
     client = next(p for p in m.processes if p.image == "client.exe")
     # the open failed with STATUS_INVALID_DEVICE_REQUEST, so the IOCTL had no handle
+    assert client.space.read_u64(client.peb + IOSB_OFFSET) == 0xC0000010
     assert m.kspace.read_u64(m.sym("stacker!Creates")) == 0
     assert m.kspace.read_u64(m.sym("stacker!SeenDevice")) == 0
