@@ -8,11 +8,13 @@ from machine.ke import apc as _apc  # noqa: F401
 from machine.ke import bugcheck as _bugcheck  # noqa: F401
 from machine.ke import clock as _clock  # noqa: F401
 from machine.ke import dpc as _dpc  # noqa: F401
+from machine.ke import exceptions as _exceptions  # noqa: F401
 from machine.ke import irql as _irql  # noqa: F401
 from machine.ke import timer as _timer  # noqa: F401
 from machine.ke import trap as _trap  # noqa: F401
 from machine.ke import wait as _wait  # noqa: F401
 from machine.ke.idt import declare_generic_handlers  # noqa: E402
+from machine.ps import system_thread as _system_thread  # noqa: F401
 from machine.ps import usermode as _usermode  # noqa: F401
 
 declare_generic_handlers()

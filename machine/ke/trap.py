@@ -9,13 +9,13 @@ from machine.ke.processor import DISPATCH_LEVEL
 from machine.types.view import Struct
 
 IRQL_NOT_LESS_OR_EQUAL = 0xA
-KMODE_EXCEPTION_NOT_HANDLED = 0x1E
 PAGE_FAULT_IN_NONPAGED_AREA = 0x50
 DRIVER_IRQL_NOT_LESS_OR_EQUAL = 0xD1
 STATUS_ACCESS_VIOLATION = 0xC0000005
 STATUS_BREAKPOINT = 0x80000003
 STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
 STATUS_INTEGER_DIVIDE_BY_ZERO = 0xC0000094
+USER_SPACE_END = 0x0000800000000000
 
 
 def in_nt(m, address: int) -> bool:
@@ -42,17 +42,24 @@ def KiPageFault(m, proc, frame):
     elif proc.irql >= DISPATCH_LEVEL:
         code = IRQL_NOT_LESS_OR_EQUAL if in_nt(m, rip) else DRIVER_IRQL_NOT_LESS_OR_EQUAL
         params = (va, proc.irql, 1 if write else 0, rip)
+    elif va < USER_SPACE_END:
+        # A user-range address (NULL included) that is not there: an access violation,
+        # for exception dispatch to handle — or not.
+        access = 8 if trap.get("ErrorCode") & 0x10 else (1 if write else 0)
+        yield Call(m.sym("KiExceptionDispatch"),
+                   (STATUS_ACCESS_VIOLATION, 2, access, va, tf), ret=0x3B3)
+        return
     else:
         code = PAGE_FAULT_IN_NONPAGED_AREA
         params = (va, 2 if write else 0, rip, 2)
     yield Call(m.sym("KiBugCheckDispatch"), (code, *params), ret=0x474)
 
 
-def _unhandled(m, proc, frame, status: int, ret: int):
+def _unhandled(m, proc, frame, status: int, ret: int, params: tuple[int, int] = (0, 0)):
+    """Raise the exception a fault stands for, through exception dispatch."""
     tf = frame.extra["tf"]
-    rip = Struct(proc.cpu.mem, "_KTRAP_FRAME", tf).get("Rip")
-    yield Call(m.sym("KiBugCheckDispatch"),
-               (KMODE_EXCEPTION_NOT_HANDLED, status, rip, 0, 0), ret=ret)
+    yield Call(m.sym("KiExceptionDispatch"), (status, 2 if params != (0, 0) else 0,
+                                              *params, tf), ret=ret)
 
 
 @routine("KiBreakpointTrap", trap=True, size=0x200)
@@ -64,7 +71,9 @@ def KiBreakpointTrap(m, proc, frame):
 
 @routine("KiGeneralProtectionFault", trap=True, size=0x200, error_code=True)
 def KiGeneralProtectionFault(m, proc, frame):
-    yield from _unhandled(m, proc, frame, STATUS_ACCESS_VIOLATION, 0x107)
+    # kd reports a #GP as an access violation at an unknown address (all ones)
+    yield from _unhandled(m, proc, frame, STATUS_ACCESS_VIOLATION, 0x107,
+                          (0, 0xFFFFFFFFFFFFFFFF))
 
 
 @routine("KiDivideErrorFault", trap=True, size=0x200)

@@ -110,3 +110,5 @@ def PspSystemThreadStartup(m, proc, a):
     thread = proc.current
     start = Struct(m.kspace, "_ETHREAD", thread.ethread).get("StartAddress")
     yield Call(start, (thread.start_context,), ret=0x55)
+    # The start routine returned: the thread exits.
+    yield Call(m.sym("PsTerminateSystemThread"), (0,), ret=0x6D)
