@@ -87,7 +87,8 @@ class Machine:
         self.kspace = AddressSpace(self.phys)
         self.catalog = load_catalog()
         self.cache = DecodeCache(self.phys)
-        self.pool = Pool(self.kspace, self.layout.nonpaged_pool, self.layout.paged_pool)
+        self.pool = Pool(self.kspace, self.layout.nonpaged_pool, self.layout.paged_pool,
+                         self.layout.special_pool)
         self.processors: list[Processor] = []
         self.natives: dict[int, nat.NativeSpec] = {}
         self.native_base: dict[str, int] = {}
@@ -111,6 +112,7 @@ class Machine:
         self.ob_header_cookie = 0
         self.object_types: dict[str, int] = {}  # type name -> _OBJECT_TYPE
         self.directories: dict[str, int] = {}  # namespace path -> _OBJECT_DIRECTORY
+        self.verified: set[str] = set()  # modules under Driver Verifier (special pool)
         self.breakpoints = Breakpoints()
         self.break_requested = False
         self.stop: BreakpointHit | None = None
@@ -141,6 +143,10 @@ class Machine:
         self._enter_native(proc, nat.REGISTRY[name], tf=tf)
 
     # -- symbols -------------------------------------------------------------------
+
+    def module_of(self, address: int):
+        return next((img for img in self.modules
+                     if img.base <= address < img.base + img.size), None)
 
     def sym(self, name: str) -> int:
         """Address of a kernel symbol, `nt!KeBugCheckEx` or `KeBugCheckEx` (nt)."""
@@ -321,7 +327,8 @@ class Machine:
         rsp_entry = regs[4]
         space = cpu.mem
         args = nat.Args((regs[RCX], regs[RDX], regs[R8], regs[R9]),
-                        lambda i, base=rsp_entry: space.read_u64(base + 8 + 8 * i))
+                        lambda i, base=rsp_entry: space.read_u64(base + 8 + 8 * i),
+                        0 if spec.trap else space.read_u64(rsp_entry))
         frame = nat.NativeFrame(spec, None, rsp_entry, extra=dict(extra or {}))
         if spec.trap and not tf:
             # Entered through an IDT gate: the CPU pushed the machine frame; the handler

@@ -54,6 +54,7 @@ class Scenario:
     text: str
     cpus: int = 2
     seed: int = 1
+    verifier: list[str] = field(default_factory=list)  # drivers under special pool
     drivers: list[DriverSpec] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
 
@@ -90,7 +91,8 @@ def parse_scenario(text: str, path: str) -> Scenario:
     machine = data.get("machine", {})
     s = Scenario(name=need(scen, "name", str, "scenario"),
                  title=scen.get("title", ""), path=path, text=text,
-                 cpus=machine.get("cpus", 2), seed=machine.get("seed", 1))
+                 cpus=machine.get("cpus", 2), seed=machine.get("seed", 1),
+                 verifier=list(machine.get("verifier", [])))
     if not isinstance(s.cpus, int) or not 1 <= s.cpus <= 64:
         raise ScenarioError(path, _line_of(text, "cpus"), 1, "cpus must be 1..64")
     for d in data.get("driver", []):
@@ -214,6 +216,7 @@ def boot_scenario(scen: Scenario, seed: int | None = None, cpus: int | None = No
     config = MachineConfig(cpus=cpus or scen.cpus, seed=scen.seed if seed is None else seed)
 
     def load(m: Machine) -> list[ModuleImage]:
+        m.verified.update(scen.verifier)
         images = []
         base = m.layout.driver_base
         for spec in scen.drivers:

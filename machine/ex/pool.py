@@ -37,7 +37,8 @@ class PoolRegion:
 
 
 class Pool:
-    def __init__(self, space, nonpaged_base: int, paged_base: int) -> None:
+    def __init__(self, space, nonpaged_base: int, paged_base: int,
+                 special_base: int = 0) -> None:
         self.space = space
         self.regions = {
             NONPAGED_POOL: PoolRegion(False, RegionAllocator(nonpaged_base)),
@@ -46,6 +47,8 @@ class Pool:
         self.big: dict[int, tuple[int, int, str]] = {}  # va -> (size, pool type, tag)
         self.big_freed: set[int] = set()
         self.allocations: list[int] = []  # every block handed out, in order (for audits)
+        self.special = RegionAllocator(special_base)
+        self.special_pages: dict[int, tuple[int, str]] = {}  # data page -> (size, tag)
         self.pagefile: dict[int, bytes] = {}  # page-file offset -> page contents
         self.next_pagefile_offset = 0x1000
 
@@ -82,6 +85,26 @@ class Pool:
         region.prev_units = units
         self.allocations.append(header + POOL_HEADER_SIZE)
         return header + POOL_HEADER_SIZE
+
+    def allocate_special(self, pool_type: int, size: int, tag: str) -> int:
+        """Driver Verifier's special pool: the block ends where its page ends, and the
+        page after it is never mapped, so the first byte past the block faults."""
+        page = self.special.take(PAGE_SIZE, guard_pages=1)
+        self.special.take(PAGE_SIZE)  # the guard page after the data page
+        self.space.map_new(page, PAGE_SIZE)
+        size = max(size, 1)
+        block = page + PAGE_SIZE - ((size + BLOCK_UNIT - 1) & ~(BLOCK_UNIT - 1))
+        header = Struct(self.space, "_POOL_HEADER", page)
+        header.set("BlockSize", (size + POOL_HEADER_SIZE + BLOCK_UNIT - 1) // BLOCK_UNIT)
+        header.set("PoolType", (pool_type & 1) + 1)
+        header.set("PoolTag", tag_value(tag))
+        self.special_pages[page] = (size, tag)
+        self.allocations.append(block)
+        return block
+
+    def is_special(self, va: int) -> bool:
+        """Inside the special pool's range (data pages and their guard pages)."""
+        return self.special.base <= va < self.special.next + PAGE_SIZE
 
     def trim(self, va: int) -> None:
         """Take a paged-pool page out of the working set (MmTrimAllWorkingSets): its

@@ -19,13 +19,22 @@ def tag_text(tag: int) -> str:
 
 @routine("ExAllocatePoolWithTag", frame=0x48, size=0x200)
 def ExAllocatePoolWithTag(m, proc, a):
-    return m.pool.allocate(PAGED_POOL if a[0] & 1 else NONPAGED_POOL, a[1], tag_text(a[2]))
+    return allocate(m, PAGED_POOL if a[0] & 1 else NONPAGED_POOL, a[1], tag_text(a[2]),
+                    a.caller)
 
 
 @routine("ExAllocatePool2", frame=0x48, size=0x200)
 def ExAllocatePool2(m, proc, a):
     pool = PAGED_POOL if a[0] & POOL_FLAG_PAGED else NONPAGED_POOL
-    return m.pool.allocate(pool, a[1], tag_text(a[2]))
+    return allocate(m, pool, a[1], tag_text(a[2]), a.caller)
+
+
+def allocate(m, pool: int, size: int, tag: str, caller: int) -> int:
+    """Special pool for drivers under Driver Verifier, the ordinary pool otherwise."""
+    image = m.module_of(caller)
+    if image is not None and image.name in m.verified:
+        return m.pool.allocate_special(pool, size, tag)
+    return m.pool.allocate(pool, size, tag)
 
 
 @routine("ExFreePoolWithTag", frame=0x48, size=0x200)
@@ -51,6 +60,8 @@ def ExFreePool(m, proc, a):
 
 def check_free(m, space, address: int, tag: int) -> tuple[int, tuple] | None:
     """The bugcheck a free of `address` with `tag` (0: any) raises, or None."""
+    if m.pool.is_special(address):
+        return None  # special pool blocks are checked by their guard pages
     if address in m.pool.big:
         if address in m.pool.big_freed:
             return BAD_POOL_CALLER, (7, 0, 0, address)

@@ -72,6 +72,7 @@ class Args:
 
     regs: tuple[int, int, int, int]
     stack: Callable[[int], int]  # i (>= 4) -> argument i from the caller's frame
+    caller: int = 0  # the return address: where the call came from
 
     def __getitem__(self, i: int) -> int:
         return self.regs[i] if i < 4 else self.stack(i)

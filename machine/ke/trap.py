@@ -11,6 +11,7 @@ from machine.types.view import Struct
 IRQL_NOT_LESS_OR_EQUAL = 0xA
 PAGE_FAULT_IN_NONPAGED_AREA = 0x50
 DRIVER_IRQL_NOT_LESS_OR_EQUAL = 0xD1
+DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION = 0xD6
 STATUS_ACCESS_VIOLATION = 0xC0000005
 STATUS_BREAKPOINT = 0x80000003
 STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
@@ -35,7 +36,11 @@ def KiPageFault(m, proc, frame):
     if mm_access_fault(m, proc, va, bool(write)):
         yield TrapReturn(tf)
         return
-    if proc.irql >= DISPATCH_LEVEL and m.pool.is_paged(va):
+    if m.pool.is_special(va):
+        # Driver Verifier's special pool: the access ran past (or before) a block.
+        code = DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION
+        params = (va, 1 if write else 0, rip, 0)
+    elif proc.irql >= DISPATCH_LEVEL and m.pool.is_paged(va):
         # Pageable memory touched where the memory manager may not wait for it.
         code = IRQL_NOT_LESS_OR_EQUAL if in_nt(m, rip) else DRIVER_IRQL_NOT_LESS_OR_EQUAL
         params = (va, proc.irql, 1 if write else 0, rip)

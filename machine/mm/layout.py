@@ -21,6 +21,7 @@ class KernelLayout:
     paged_pool: int
     kernel_stacks: int
     pcr_area: int
+    special_pool: int = 0
     user_shared_data: int = 0xFFFFF78000000000
     ntdll_base: int = 0x00007FFCAA4A0000
 
@@ -35,6 +36,7 @@ class KernelLayout:
             paged_pool=0xFFFF8001AC000000 + rng.randrange(0x100) * 0x100000,
             kernel_stacks=0xFFFFC60B80000000 + rng.randrange(0x100) * 0x100000,
             pcr_area=0xFFFFB000AD000000 + rng.randrange(0x10) * 0x100000,
+            special_pool=0xFFFFD00000000000 + rng.randrange(0x100) * 0x100000,
         )
 
 

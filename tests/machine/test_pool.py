@@ -92,3 +92,36 @@ def test_an_overrun_into_the_next_header_is_found_at_free_as_bad_pool_header():
     assert m.bugcheck.params[:3] == (0x20, a - POOL_HEADER_SIZE, a + 0x40)
     # the next header really holds the fill pattern
     assert m.kspace.read(a + 0x40, 4) == b"OOOO"
+
+
+OVERRUN_TEMPLATE = """
+    sub     rsp, 28h
+    mov     r8d, 74736554h                  ; 'Test'
+    mov     edx, 40h
+    xor     ecx, ecx                        ; NonPagedPool
+    call    nt!ExAllocatePoolWithTag
+    mov     qword ptr [BlockA], rax
+    mov     rdi, rax
+    mov     eax, 4Fh
+    mov     ecx, 50h                        ; 0x10 bytes too many
+    rep     stosb
+sp_park:
+    jmp     sp_park
+"""
+
+
+def test_special_pool_catches_an_overrun_at_the_first_byte_past_the_block():
+    from machine.scenario import boot_scenario, parse_scenario
+    from tests.machine.probe import probe_scenario
+
+    text = probe_scenario("pooler", {"Overrun": OVERRUN_TEMPLATE}, GLOBALS, cpus=1)
+    text = text.replace("cpus = 1\n", 'cpus = 1\nverifier = ["pooler"]\n')
+    m = boot_scenario(parse_scenario(text, "pooler.toml"))
+    start_system_thread(m, 0x8000, m.sym("pooler!Overrun"))
+    assert m.run(100_000).reason == "bugcheck"
+    block = m.kspace.read_u64(m.sym("pooler!BlockA"))
+    assert m.pool.is_special(block) and (block + 0x40) & 0xFFF == 0  # ends at its page end
+    assert m.bugcheck.code == 0xD6
+    address, write, rip, _ = m.bugcheck.params
+    assert address == block + 0x40 and write == 1
+    assert m.sym("pooler!Overrun") < rip < m.sym("pooler!Overrun") + 0x40
