@@ -8,6 +8,7 @@ import random
 from machine import routines as _routines  # noqa: F401  (fills the native registry)
 from machine.ke.clock import init_watchdogs
 from machine.ke.idt import build_idt
+from machine.ke.interrupt import install_thunks
 from machine.ke.msr import init_msrs
 from machine.ke.processor import Processor
 from machine.ke.timer import init_timer_table
@@ -95,6 +96,7 @@ def build_kernel(config: MachineConfig) -> Machine:
     m.kspace.write_u64(m.sym("nt!KeTickCount"), m.tick_count)
     m.session_space = m.pool.allocate(0, 0x100, "MmSt")
     init_object_manager(m)
+    install_thunks(m)
     _processors(m)
     init_watchdogs(m)
     return m

@@ -16,8 +16,18 @@ def event_action(ev: dict, scen):
         return lambda m: trim_page_of(m, target)
     if kind == "start_process":
         return lambda m: start_process(m, ev)
+    if kind == "start_device":
+        return lambda m: start_scenario_device(m, ev)
     raise ScenarioError(scen.path, _line_of(scen.text, f'"{kind}"'), 1,
                         f"unknown event action {kind!r}")
+
+
+def start_scenario_device(m, ev: dict) -> None:
+    from machine.hal.devices import Device, start_device
+
+    start_device(m, Device(ev.get("name", "device"), int(ev["vector"]),
+                           int(ev.get("processor", 0)), int(ev.get("period_ticks", 1)),
+                           int(ev.get("jitter_ticks", 0))))
 
 
 def trim_paged_pool(m) -> None:

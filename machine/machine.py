@@ -113,6 +113,7 @@ class Machine:
         self.object_types: dict[str, int] = {}  # type name -> _OBJECT_TYPE
         self.directories: dict[str, int] = {}  # namespace path -> _OBJECT_DIRECTORY
         self.verified: set[str] = set()  # modules under Driver Verifier (special pool)
+        self.devices: list = []  # machine.hal.devices.Device
         self.breakpoints = Breakpoints()
         self.break_requested = False
         self.stop: BreakpointHit | None = None
@@ -339,6 +340,7 @@ class Machine:
             regs[4] = tf
         if tf:
             frame.extra["tf"] = tf
+            frame.extra["entry"] = cpu.rip
         else:
             regs[4] = rsp_entry - spec.frame
         gen = spec.impl(self, proc, args) if not spec.trap else spec.impl(self, proc, frame)

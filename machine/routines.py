@@ -9,6 +9,7 @@ from machine.ke import bugcheck as _bugcheck  # noqa: F401
 from machine.ke import clock as _clock  # noqa: F401
 from machine.ke import dpc as _dpc  # noqa: F401
 from machine.ke import exceptions as _exceptions  # noqa: F401
+from machine.ke import interrupt as _interrupt  # noqa: F401
 from machine.ke import irql as _irql  # noqa: F401
 from machine.ke import timer as _timer  # noqa: F401
 from machine.ke import trap as _trap  # noqa: F401
