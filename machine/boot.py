@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from machine import routines as _routines  # noqa: F401  (fills the native registry)
+from machine.ex.worker import create_work_queue
 from machine.ke.clock import init_watchdogs
 from machine.ke.idt import build_idt
 from machine.ke.interrupt import install_thunks
@@ -144,11 +145,10 @@ def boot(config: MachineConfig, load_drivers=None, events=()) -> Machine:
     m.kspace.write_u64(m.sym("nt!PsInitialSystemProcess"), system.eprocess)
     if load_drivers is not None:
         m.pending_driver_loads.extend(load_drivers(m))
+    m.work_queue = create_work_queue(m)
     for i in range(4):  # system worker threads; the first one loads drivers
-        t = create_thread(m, system, cids.take(), "nt!KiStartSystemThread", system=True,
-                          priority=13, ideal=i % config.cpus,
-                          routine=m.sym("nt!ExpWorkerThread"))
-        t.start_context = create_event(m)
+        create_thread(m, system, cids.take(), "nt!KiStartSystemThread", system=True,
+                      priority=13, ideal=i % config.cpus, routine=m.sym("nt!ExpWorkerThread"))
     by_image: dict[str, int] = {"System": 4}
     for image, parent, session, prio, nthreads in USER_PROCESSES:
         pid = cids.take()

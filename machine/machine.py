@@ -114,6 +114,7 @@ class Machine:
         self.directories: dict[str, int] = {}  # namespace path -> _OBJECT_DIRECTORY
         self.verified: set[str] = set()  # modules under Driver Verifier (special pool)
         self.devices: list = []  # machine.hal.devices.Device
+        self.work_queue = 0  # the system worker threads' _KQUEUE
         self.breakpoints = Breakpoints()
         self.break_requested = False
         self.stop: BreakpointHit | None = None

@@ -2,6 +2,7 @@
 before an image is laid out."""
 
 from machine.ex import routines as _ex  # noqa: F401
+from machine.ex import worker as _worker  # noqa: F401
 from machine.hal import routines as _hal  # noqa: F401
 from machine.io import iomgr as _io  # noqa: F401
 from machine.ke import apc as _apc  # noqa: F401

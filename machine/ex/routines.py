@@ -81,15 +81,3 @@ def check_free(m, space, address: int, tag: int) -> tuple[int, tuple] | None:
         if nxt.get("PreviousSize") != units:
             return BAD_POOL_HEADER, (0x20, header.address, following, 0)
     return None
-
-
-@routine("ExpWorkerThread", frame=0x88, size=0x300)
-def ExpWorkerThread(m, proc, a):
-    """A system worker: run queued work (driver loads), then wait for more."""
-    thread = proc.current
-    while m.pending_driver_loads:
-        thread.work_item = m.pending_driver_loads.pop(0)
-        yield Call(m.sym("IopLoadDriver"), (), ret=0x135)
-    event = thread.start_context
-    while True:
-        yield Call(m.sym("KeWaitForSingleObject"), (event, 15, 0, 0, 0), ret=0x1DB)
