@@ -83,6 +83,7 @@ def build_kernel(config: MachineConfig) -> Machine:
                              "\\SystemRoot\\system32\\hal.dll", 0x1000, "hal")
     initialize_list_head(m.kspace, m.sym("nt!PsActiveProcessHead"))
     initialize_list_head(m.kspace, m.sym("nt!PsLoadedModuleList"))
+    initialize_list_head(m.kspace, m.sym("nt!ExpSystemResourcesList"))
     m.kspace.map_new(lay.user_shared_data, PAGE_SIZE)
     link_loaded_module(m, nt)
     link_loaded_module(m, hal)

@@ -1,6 +1,7 @@
 """Import every module that declares native routines, so the registry is complete
 before an image is laid out."""
 
+from machine.ex import locks as _locks  # noqa: F401
 from machine.ex import routines as _ex  # noqa: F401
 from machine.ex import worker as _worker  # noqa: F401
 from machine.hal import routines as _hal  # noqa: F401

@@ -88,6 +88,7 @@ NT_DATA = (
     ("ObHeaderCookie", 0x8, ""),
     ("ObpRootDirectoryObject", 0x8, ""),
     ("ObTypeIndexTable", 0x800, ""),
+    ("ExpSystemResourcesList", 0x10, "_LIST_ENTRY"),
 )
 
 
