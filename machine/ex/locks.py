@@ -2,8 +2,8 @@
 mutexes, the same structure since Windows 8) and ERESOURCEs.
 
 A fast mutex's Count is 1 when free and 0 when owned (drivers initialize one inline,
-as ExInitializeFastMutex in wdm.h does, or with KeInitializeGuardedMutex); waiters block on its embedded
-synchronization event (WrFastMutex / WrGuardedMutex).  An ERESOURCE records an
+as ExInitializeFastMutex in wdm.h does, or with KeInitializeGuardedMutex); waiters block
+on its embedded synchronization event (WrFastMutex / WrGuardedMutex).  An ERESOURCE records an
 exclusive owner (or its first shared owner) in OwnerEntry and further shared owners in
 an OwnerTable; exclusive waiters block on an event, shared waiters on a semaphore
 (both WrResource), and every resource is on nt!ExpSystemResourcesList for !locks.
