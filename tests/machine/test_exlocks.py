@@ -99,3 +99,43 @@ def test_a_fast_mutex_passes_to_its_waiter_on_release():
     m.run(20000)
     assert mutex.get("Owner") == waiter.ethread
     assert m.kspace.read_u64(m.sym("lk!MutexHeld")) == 2
+
+
+QUEUED = """
+    sub     rsp, 28h
+    lea     rdx, [Handle{n}]
+    lea     rcx, [QLock]
+    call    nt!KeAcquireInStackQueuedSpinLock
+    mov     rax, qword ptr [Order]
+    lea     rcx, [rax+1]
+    mov     qword ptr [Order], rcx
+    mov     qword ptr [Got{n}], rcx             ; 1 for the first to get it, then 2, 3
+    mov     rax, cr8
+    mov     qword ptr [Irql{n}], rax
+    mov     ecx, 3000
+q{n}_hold:
+    dec     ecx
+    jnz     q{n}_hold
+    lea     rcx, [Handle{n}]
+    call    nt!KeReleaseInStackQueuedSpinLock
+q{n}_park:
+    pause
+    jmp     q{n}_park
+"""
+
+
+def test_queued_spin_lock_waiters_get_the_lock_in_arrival_order():
+    routines = {f"Queued{n}": QUEUED.format(n=n) for n in (1, 2, 3)}
+    globals_ = {"QLock": 8, "Order": 8}
+    for n in (1, 2, 3):
+        globals_.update({f"Handle{n}": 0x18, f"Got{n}": 8, f"Irql{n}": 8})
+    m = boot_probe("ql", routines, globals_, cpus=3)
+    for n in (1, 2, 3):  # start them a little apart, on three processors
+        t = start_system_thread(m, 0xD000 + 4 * n, m.sym(f"ql!Queued{n}"))
+        Struct(m.kspace, "_KTHREAD", t.ethread).set("Affinity.Mask", 1 << (n - 1))
+        m.run(300)
+    m.run(40_000)
+    read = lambda name: m.kspace.read_u64(m.sym(f"ql!{name}"))  # noqa: E731
+    assert [read(f"Got{n}") for n in (1, 2, 3)] == [1, 2, 3]
+    assert all(read(f"Irql{n}") == 2 for n in (1, 2, 3))
+    assert read("QLock") == 0  # free again, the last holder saw no successor
