@@ -55,6 +55,9 @@ IOSB_OFFSET = 0x800
 HANDLE_OFFSET = 0x810
 OBJECT_ATTRIBUTES_OFFSET = 0x820
 NAME_OFFSET = 0x860
+INPUT_OFFSET = 0xA00  # an IOCTL's input buffer
+OUTPUT_OFFSET = 0xD00  # and its output buffer
+BUFFER_MAX = 0x300
 FILE_OPEN = 1
 GENERIC_READ_WRITE = 0xC0000000
 
@@ -85,8 +88,12 @@ def start_process(m, ev: dict) -> None:
                     handles[step["open"]] = space.read_u64(base + HANDLE_OFFSET)
             elif "ioctl" in step:
                 handle = handles.get(step["device"], 0)
+                data = bytes.fromhex(step.get("input", ""))[:BUFFER_MAX]
+                out_len = min(int(step.get("output", 0)), BUFFER_MAX)
+                space.write(base + INPUT_OFFSET, data)
                 yield Syscall("NtDeviceIoControlFile",
-                              (handle, 0, 0, 0, iosb, step["ioctl"], 0, 0, 0, 0))
+                              (handle, 0, 0, 0, iosb, step["ioctl"], base + INPUT_OFFSET,
+                               len(data), base + OUTPUT_OFFSET, out_len))
 
     start_user_thread(m, proc, m.cids.take(), program)
 

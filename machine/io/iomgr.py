@@ -15,6 +15,10 @@ IRP_MJ_DEVICE_CONTROL = 0x0E
 IO_TYPE_DRIVER, IO_TYPE_DEVICE, IO_TYPE_FILE, IO_TYPE_IRP = 4, 3, 5, 6
 IO_STACK_LOCATION_SIZE = 0x48
 SL_PENDING_RETURNED = 0x01
+# IRP flags (wdm.h) and the transfer methods of an I/O control code (its low two bits)
+IRP_SYNCHRONOUS_API, IRP_BUFFERED_IO, IRP_DEALLOCATE_BUFFER = 0x4, 0x10, 0x20
+IRP_INPUT_OPERATION = 0x40
+METHOD_BUFFERED, METHOD_IN_DIRECT, METHOD_OUT_DIRECT, METHOD_NEITHER = 0, 1, 2, 3
 SL_INVOKE_ON_CANCEL, SL_INVOKE_ON_SUCCESS, SL_INVOKE_ON_ERROR = 0x20, 0x40, 0x80
 STATUS_PENDING = 0x103
 STATUS_MORE_PROCESSING_REQUIRED = 0xC0000016
@@ -211,6 +215,15 @@ def IopCompleteRequest(m, proc, a):
     if iosb:
         space.write_u64(iosb, irp.get("IoStatus.Status") & 0xFFFFFFFF)
         space.write_u64(iosb + 8, irp.get("IoStatus.Information"))
+    flags = irp.get("Flags")
+    system = irp.get("AssociatedIrp.SystemBuffer")
+    if flags & IRP_BUFFERED_IO and system:
+        if flags & IRP_INPUT_OPERATION and irp.get("IoStatus.Status") & 0xFFFFFFFF < 0x80000000:
+            count = irp.get("IoStatus.Information")
+            if count:
+                space.write(irp.get("UserBuffer"), m.kspace.read(system, count))
+        if flags & IRP_DEALLOCATE_BUFFER:
+            Struct(m.kspace, "_POOL_HEADER", system - 0x10).set("PoolType", 0)
     event = irp.get("UserEvent")
     file_obj = space.read_u64(a[3])
     if file_obj:
@@ -271,7 +284,19 @@ def IopXxxControlFile(m, proc, a):
     irp.set("UserBuffer", a[8])
     irp.set("Tail.Overlay.Thread", thread.ethread)
     irp.set("Tail.Overlay.OriginalFileObject", file_obj)
-    irp.set("Flags", 0x60000)  # IRP_DEFER_IO_COMPLETION | IRP_SYNCHRONOUS_API... as a request
+    code, in_len, out_len = a[5] & 0xFFFFFFFF, a[7] & 0xFFFFFFFF, a[9] & 0xFFFFFFFF
+    flags = IRP_SYNCHRONOUS_API
+    if code & 3 != METHOD_NEITHER and max(in_len, out_len):
+        # METHOD_BUFFERED (and, for now, the input side of the direct methods): the
+        # driver works on a nonpaged copy; completion copies the output back.
+        system = m.pool.allocate(0, max(in_len, out_len), "IoSB")
+        if in_len:
+            m.kspace.write(system, proc.cpu.mem.read(a[6], in_len))
+        irp.set("AssociatedIrp.SystemBuffer", system)
+        flags |= IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER
+        if out_len and code & 3 == METHOD_BUFFERED:
+            flags |= IRP_INPUT_OPERATION
+    irp.set("Flags", flags)
     sl = Struct(m.kspace, "_IO_STACK_LOCATION",
                 irp.get("Tail.Overlay.CurrentStackLocation") - IO_STACK_LOCATION_SIZE)
     sl.set("MajorFunction", IRP_MJ_DEVICE_CONTROL if a[10] else 0x0F)
