@@ -86,6 +86,8 @@ def start_process(m, ev: dict) -> None:
                     0, 0, 0))
                 if status < 0x80000000:
                     handles[step["open"]] = space.read_u64(base + HANDLE_OFFSET)
+            elif "close" in step:
+                yield Syscall("NtClose", (handles.pop(step["close"], 0),))
             elif "ioctl" in step:
                 handle = handles.get(step["device"], 0)
                 data = bytes.fromhex(step.get("input", ""))[:BUFFER_MAX]

@@ -11,6 +11,8 @@ from machine.types.view import Struct
 
 IRP_MJ_MAXIMUM_FUNCTION = 0x1B
 IRP_MJ_CREATE = 0x00
+IRP_MJ_CLOSE = 0x02
+IRP_MJ_CLEANUP = 0x12
 IRP_MJ_DEVICE_CONTROL = 0x0E
 IO_TYPE_DRIVER, IO_TYPE_DEVICE, IO_TYPE_FILE, IO_TYPE_IRP = 4, 3, 5, 6
 IO_STACK_LOCATION_SIZE = 0x48
@@ -420,3 +422,43 @@ def IopLoadDriver(m, proc, a):
     d.set("DriverInit", image.entry)
     status = yield Call(image.entry, (drv, reg), ret=0x2C5)
     return status
+
+
+@routine("NtClose", frame=0x48, size=0x100)
+def NtClose(m, proc, a):
+    """(Handle): close a handle; the last handle to a file sends IRP_MJ_CLEANUP and
+    IRP_MJ_CLOSE to its device's stack."""
+    from machine.ob.object import OBJECT_HEADER_BODY, remove_handle, type_of
+
+    thread = proc.current
+    table = Struct(m.kspace, "_EPROCESS", thread.process.eprocess).get("ObjectTable")
+    body = remove_handle(m, table, a[0])
+    if body is None:
+        return STATUS_INVALID_HANDLE
+    header = Struct(m.kspace, "_OBJECT_HEADER", body - OBJECT_HEADER_BODY)
+    if type_of(m, body) == "File" and header.get("HandleCount") == 0:
+        yield Call(m.sym("IopCloseFile"), (body,), ret=0x8C)
+    return STATUS_SUCCESS
+
+
+@routine("IopCloseFile", frame=0x78, size=0x300)
+def IopCloseFile(m, proc, a):
+    file_obj = a[0]
+    device = attached_top(m, Struct(m.kspace, "_FILE_OBJECT", file_obj).get("DeviceObject"))
+    for major, ret in ((IRP_MJ_CLEANUP, 0x124), (IRP_MJ_CLOSE, 0x1E7)):
+        irp_addr = allocate_irp(m, Struct(m.kspace, "_DEVICE_OBJECT", device).get("StackSize"))
+        irp = Struct(m.kspace, "_IRP", irp_addr)
+        irp.set("Tail.Overlay.Thread", proc.current.ethread)
+        irp.set("Tail.Overlay.OriginalFileObject", file_obj)
+        sl = Struct(m.kspace, "_IO_STACK_LOCATION",
+                    irp.get("Tail.Overlay.CurrentStackLocation") - IO_STACK_LOCATION_SIZE)
+        sl.set("MajorFunction", major)
+        sl.set("FileObject", file_obj)
+        insert_tail_list(m.kspace, Struct(m.kspace, "_ETHREAD", proc.current.ethread).addr(
+            "IrpList"), irp.addr("ThreadListEntry"))
+        yield Call(m.sym("IopSynchronousServiceTail"), (device, irp_addr, file_obj, 0),
+                   ret=ret)
+    dev = Struct(m.kspace, "_DEVICE_OBJECT", Struct(m.kspace, "_FILE_OBJECT", file_obj).get(
+        "DeviceObject"))
+    dev.set("ReferenceCount", dev.get("ReferenceCount") - 1)
+    return 0

@@ -168,3 +168,25 @@ def lookup_handle(m, handle_table: int, handle: int) -> int | None:
         return None
     header = (bits << 4) | 0xFFFF000000000000
     return header + OBJECT_HEADER_BODY
+
+
+def remove_handle(m, handle_table: int, handle: int) -> int | None:
+    """ObpCloseHandle's table part: free the entry; the object it named, or None."""
+    body = lookup_handle(m, handle_table, handle)
+    if body is None:
+        return None
+    table = Struct(m.kspace, "_HANDLE_TABLE", handle_table).get("TableCode") & ~7
+    entry = table + (handle // 4) * HANDLE_TABLE_ENTRY_SIZE
+    m.kspace.write(entry, bytes(HANDLE_TABLE_ENTRY_SIZE))
+    h = Struct(m.kspace, "_OBJECT_HEADER", body - OBJECT_HEADER_BODY)
+    h.set("HandleCount", h.get("HandleCount") - 1)
+    h.set("PointerCount", h.get("PointerCount") - 1)
+    return body
+
+
+def type_of(m, body: int) -> str:
+    """The name of an object's type, from its header's encoded TypeIndex."""
+    header = body - OBJECT_HEADER_BODY
+    stored = Struct(m.kspace, "_OBJECT_HEADER", header).get("TypeIndex")
+    index = stored ^ m.ob_header_cookie ^ ((header >> 8) & 0xFF)
+    return next((name for name, i in OBJECT_TYPES.items() if i == index), "")

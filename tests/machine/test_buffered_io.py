@@ -22,6 +22,10 @@ name = "DeviceObject"
 name = "SeenSystemBuffer"
 [[driver.global]]
 name = "SeenFlags"
+[[driver.global]]
+name = "MajorLog"
+[[driver.global]]
+name = "MajorCount"
 [[driver.string]]
 name = "DeviceName"
 value = '\Device\Buf'
@@ -36,6 +40,8 @@ code = """
     mov     rbx, rcx
     lea     rax, [CreateClose]
     mov     qword ptr [rbx+70h], rax
+    mov     qword ptr [rbx+80h], rax        ; IRP_MJ_CLOSE
+    mov     qword ptr [rbx+100h], rax       ; IRP_MJ_CLEANUP
     lea     rax, [Control]
     mov     qword ptr [rbx+0E0h], rax
     lea     rax, [DeviceObject]
@@ -58,6 +64,12 @@ code = """
 [[driver.routine]]
 name = "CreateClose"
 code = """
+    mov     rax, qword ptr [rdx+0B8h]
+    movzx   ecx, byte ptr [rax]             ; MajorFunction
+    mov     rax, qword ptr [MajorCount]
+    lea     r8, [MajorLog]
+    mov     byte ptr [r8+rax], cl
+    inc     qword ptr [MajorCount]
     sub     rsp, 28h
     mov     dword ptr [rdx+30h], 0
     mov     qword ptr [rdx+38h], 0
@@ -95,6 +107,7 @@ image = "client.exe"
 program = [
     { open = '\\.\Buf' },
     { ioctl = 0x222004, device = '\\.\Buf', input = "0807060504030201", output = 8 },
+    { close = '\\.\Buf' },
 ]
 '''
 
@@ -109,3 +122,13 @@ def test_a_buffered_ioctl_round_trips_through_the_system_buffer():
     assert m.kspace.read_u64(m.sym("buf!SeenFlags")) & 0x70 == 0x70  # buffered, dealloc, in
     assert Struct(m.kspace, "_POOL_HEADER", system - 0x10).get("PoolType") == 0  # freed
     assert m.bugcheck is None
+
+
+def test_closing_the_last_handle_sends_cleanup_then_close():
+    m = boot_scenario(parse_scenario(SCENARIO, "buf.toml"))
+    m.run(STEPS_PER_TICK * 6)
+    count = m.kspace.read_u64(m.sym("buf!MajorCount"))
+    log = m.kspace.read(m.sym("buf!MajorLog"), count)
+    assert log == bytes([0x00, 0x12, 0x02])  # IRP_MJ_CREATE, IRP_MJ_CLEANUP, IRP_MJ_CLOSE
+    device = m.kspace.read_u64(m.sym("buf!DeviceObject"))
+    assert Struct(m.kspace, "_DEVICE_OBJECT", device).get("ReferenceCount") == 0
