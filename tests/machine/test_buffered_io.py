@@ -7,82 +7,17 @@ from machine.events import OUTPUT_OFFSET
 from machine.machine import STEPS_PER_TICK
 from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
+from tests.machine.probe import COMPLETE_SUCCESS, client_program, device_driver, scenario_header
 
-SCENARIO = r'''
-[scenario]
-name = "buf"
-[machine]
-cpus = 2
-[[driver]]
-name = "buf"
-entry = "DriverEntry"
-[[driver.global]]
-name = "DeviceObject"
-[[driver.global]]
-name = "SeenSystemBuffer"
-[[driver.global]]
-name = "SeenFlags"
-[[driver.global]]
-name = "MajorLog"
-[[driver.global]]
-name = "MajorCount"
-[[driver.string]]
-name = "DeviceName"
-value = '\Device\Buf'
-[[driver.string]]
-name = "LinkName"
-value = '\??\Buf'
-[[driver.routine]]
-name = "DriverEntry"
-code = """
-    push    rbx
-    sub     rsp, 40h
-    mov     rbx, rcx
-    lea     rax, [CreateClose]
-    mov     qword ptr [rbx+70h], rax
-    mov     qword ptr [rbx+80h], rax        ; IRP_MJ_CLOSE
-    mov     qword ptr [rbx+100h], rax       ; IRP_MJ_CLEANUP
-    lea     rax, [Control]
-    mov     qword ptr [rbx+0E0h], rax
-    lea     rax, [DeviceObject]
-    mov     qword ptr [rsp+30h], rax
-    mov     dword ptr [rsp+28h], 0
-    mov     dword ptr [rsp+20h], 0
-    mov     r9d, 22h
-    lea     r8, [DeviceName]
-    xor     edx, edx
-    mov     rcx, rbx
-    call    nt!IoCreateDevice
-    lea     rdx, [DeviceName]
-    lea     rcx, [LinkName]
-    call    nt!IoCreateSymbolicLink
-    xor     eax, eax
-    add     rsp, 40h
-    pop     rbx
-    ret
-"""
-[[driver.routine]]
-name = "CreateClose"
-code = """
+CREATE_CLOSE_LOGGED = """
     mov     rax, qword ptr [rdx+0B8h]
     movzx   ecx, byte ptr [rax]             ; MajorFunction
     mov     rax, qword ptr [MajorCount]
     lea     r8, [MajorLog]
     mov     byte ptr [r8+rax], cl
     inc     qword ptr [MajorCount]
-    sub     rsp, 28h
-    mov     dword ptr [rdx+30h], 0
-    mov     qword ptr [rdx+38h], 0
-    mov     rcx, rdx
-    xor     edx, edx
-    call    nt!IofCompleteRequest
-    xor     eax, eax
-    add     rsp, 28h
-    ret
-"""
-[[driver.routine]]
-name = "Control"
-code = """
+""" + COMPLETE_SUCCESS
+CONTROL = """
     sub     rsp, 28h
     mov     rax, qword ptr [rdx+18h]        ; AssociatedIrp.SystemBuffer
     mov     qword ptr [SeenSystemBuffer], rax
@@ -100,16 +35,15 @@ code = """
     add     rsp, 28h
     ret
 """
-[[event]]
-at_tick = 2
-action = "start_process"
-image = "client.exe"
-program = [
-    { open = '\\.\Buf' },
-    { ioctl = 0x222004, device = '\\.\Buf', input = "0807060504030201", output = 8 },
-    { close = '\\.\Buf' },
-]
-'''
+SCENARIO = (
+    scenario_header("buf")
+    + device_driver("buf", "Buf", {0x0: "CreateClose", 0x2: "CreateClose",
+                                    0x12: "CreateClose", 0xE: "Control"},
+                    {"CreateClose": CREATE_CLOSE_LOGGED, "Control": CONTROL},
+                    {"SeenSystemBuffer": 8, "SeenFlags": 8, "MajorLog": 8, "MajorCount": 8})
+    + client_program("Buf", ['{ ioctl = 0x222004, device = {device}, '
+                             'input = "0807060504030201", output = 8 }',
+                             "{ close = {device} }"]))
 
 
 def test_a_buffered_ioctl_round_trips_through_the_system_buffer():

@@ -8,8 +8,9 @@ from machine.events import IOSB_OFFSET
 from machine.machine import STEPS_PER_TICK
 from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
+from tests.machine.probe import COMPLETE_SUCCESS
 
-SCENARIO = r'''
+SCENARIO_TEMPLATE = r'''
 [scenario]
 name = "stack"
 [machine]
@@ -78,6 +79,10 @@ code = """
     ret
 """
 [[driver.routine]]
+name = "CreateClose"
+code = """
+%s"""
+[[driver.routine]]
 name = "Dispatch"
 code = """
     cmp     rcx, qword ptr [UpperDevice]
@@ -121,23 +126,6 @@ code = """
     xor     eax, eax                        ; STATUS_SUCCESS: completion goes on
     ret
 """
-[[driver.routine]]
-name = "CreateClose"
-code = """
-    lock inc qword ptr [Creates]
-    mov     rax, qword ptr [rdx+0B8h]
-    mov     al, byte ptr [rax]
-    mov     byte ptr [CreateMajor], al
-    sub     rsp, 28h
-    mov     dword ptr [rdx+30h], 0
-    mov     qword ptr [rdx+38h], 0
-    mov     rcx, rdx
-    xor     edx, edx
-    call    nt!IofCompleteRequest
-    xor     eax, eax
-    add     rsp, 28h
-    ret
-"""
 [[event]]
 at_tick = 2
 action = "start_process"
@@ -147,6 +135,12 @@ program = [
     { ioctl = 0x222000, device = '\\.\Lower' },
 ]
 '''
+CREATE_COUNTED = """
+    lock inc qword ptr [Creates]
+    mov     rax, qword ptr [rdx+0B8h]
+    mov     al, byte ptr [rax]
+    mov     byte ptr [CreateMajor], al""" + COMPLETE_SUCCESS
+SCENARIO = SCENARIO_TEMPLATE % CREATE_COUNTED
 
 
 def test_a_filter_sees_the_irp_first_and_its_completion_routine_runs_with_its_device():

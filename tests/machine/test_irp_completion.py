@@ -8,54 +8,9 @@ from machine.events import IOSB_OFFSET
 from machine.machine import STEPS_PER_TICK
 from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
+from tests.machine.probe import client_program, device_driver, scenario_header
 
-SCENARIO = '''
-[scenario]
-name = "pender"
-[machine]
-cpus = 2
-seed = 5
-[[driver]]
-name = "pender"
-entry = "DriverEntry"
-[[driver.global]]
-name = "DeviceObject"
-[[driver.global]]
-name = "PendingIrp"
-[[driver.global]]
-name = "Timer"
-size = 64
-[[driver.global]]
-name = "Dpc"
-size = 64
-[[driver.string]]
-name = "DeviceName"
-value = '\\Device\\Pender'
-[[driver.string]]
-name = "LinkName"
-value = '\\??\\Pender'
-[[driver.routine]]
-name = "DriverEntry"
-code = """
-    push    rbx
-    sub     rsp, 40h
-    mov     rbx, rcx
-    lea     rax, [CreateClose]
-    mov     qword ptr [rbx+70h], rax        ; IRP_MJ_CREATE
-    lea     rax, [PendDispatch]
-    mov     qword ptr [rbx+0E0h], rax       ; IRP_MJ_DEVICE_CONTROL
-    lea     rax, [DeviceObject]
-    mov     qword ptr [rsp+30h], rax
-    mov     dword ptr [rsp+28h], 0
-    mov     dword ptr [rsp+20h], 0
-    mov     r9d, 22h
-    lea     r8, [DeviceName]
-    xor     edx, edx
-    mov     rcx, rbx
-    call    nt!IoCreateDevice
-    lea     rdx, [DeviceName]
-    lea     rcx, [LinkName]
-    call    nt!IoCreateSymbolicLink
+ENTRY_TAIL = """
     lea     rcx, [Timer]
     xor     edx, edx
     call    nt!KeInitializeTimerEx
@@ -63,14 +18,9 @@ code = """
     lea     rdx, [CompleteDpc]
     xor     r8d, r8d
     call    nt!KeInitializeDpc
-    xor     eax, eax
-    add     rsp, 40h
-    pop     rbx
-    ret
 """
-[[driver.routine]]
-name = "PendDispatch"
-code = """
+ROUTINES = {
+    "PendDispatch": """
     sub     rsp, 28h
     mov     rax, qword ptr [rdx+0B8h]       ; current stack location
     or      byte ptr [rax+3], 1             ; IoMarkIrpPending
@@ -85,10 +35,8 @@ pend_only:
     mov     eax, 103h                       ; STATUS_PENDING
     add     rsp, 28h
     ret
-"""
-[[driver.routine]]
-name = "CompleteDpc"
-code = """
+""",
+    "CompleteDpc": """
     sub     rsp, 28h
     mov     rcx, qword ptr [PendingIrp]
     mov     dword ptr [rcx+30h], 0          ; IoStatus.Status
@@ -97,33 +45,20 @@ code = """
     call    nt!IofCompleteRequest
     add     rsp, 28h
     ret
-"""
-[[driver.routine]]
-name = "CreateClose"
-code = """
-    sub     rsp, 28h
-    mov     dword ptr [rdx+30h], 0
-    mov     qword ptr [rdx+38h], 0
-    mov     rcx, rdx
-    xor     edx, edx
-    call    nt!IofCompleteRequest
-    xor     eax, eax
-    add     rsp, 28h
-    ret
-"""
-[[event]]
-at_tick = 4
-action = "start_process"
-image = "client.exe"
-program = [
-    { open = '\\\\.\\Pender' },
-    { ioctl = %s, device = '\\\\.\\Pender' },
-]
-'''
+""",
+}
+
+
+def scenario(ioctl: int) -> str:
+    return (scenario_header("pender", seed=5)
+            + device_driver("pender", "Pender", {0x0: "CreateClose", 0xE: "PendDispatch"},
+                            ROUTINES, {"PendingIrp": 8, "Timer": 64, "Dpc": 64}, ENTRY_TAIL)
+            + client_program("Pender", [f"{{ ioctl = {ioctl:#x}, device = {{device}} }}"],
+                             at_tick=4))
 
 
 def machine(ioctl: int):
-    return boot_scenario(parse_scenario(SCENARIO % hex(ioctl), "pender.toml"))
+    return boot_scenario(parse_scenario(scenario(ioctl), "pender.toml"))
 
 
 def client(m):
