@@ -52,6 +52,7 @@ class ThreadInfo:
     process_image: str
     wait_tick: int
     ticks: int
+    ticks_elapsed: str  # the ticks as d:hh:mm:ss.mmm, at nt!KeMaximumIncrement per tick
     context_switches: int
     ideal_processor: int
     user_time: str
@@ -167,7 +168,6 @@ class Kernel:
     def process_details(self, ep: int) -> dict:
         r = self.r
         t = "_EPROCESS"
-        now = r.u64(self.s.nt("KeTickCount"))
         return {
             "VadRoot": r.field(t, ep, "VadRoot.Root"),
             "Vads": r.field(t, ep, "VadCount"),
@@ -185,7 +185,6 @@ class Kernel:
             "PeakVirtualSize": r.field(t, ep, "PeakVirtualSize") // (1024 * 1024),
             "BasePriority": r.field(t, ep, "Pcb.BasePriority"),
             "CommitCharge": r.field(t, ep, "CommitCharge"),
-            "TickCount": now,
         }
 
     def thread(self, et: int, with_stack: bool = True) -> ThreadInfo:
@@ -227,7 +226,9 @@ class Kernel:
             et, r.field(t, et, "Cid.UniqueProcess"), r.field(t, et, "Cid.UniqueThread"),
             r.field(t, et, "Tcb.Teb"), r.field(t, et, "Tcb.Win32Thread"), text, waits, irps,
             r.field("_EPROCESS", ep, "DeviceMap"), ep, self.image(ep), wait_tick,
-            (now - wait_tick) & 0xFFFFFFFF, r.field(t, et, "Tcb.ContextSwitches"),
+            (now - wait_tick) & 0xFFFFFFFF,
+            duration((now - wait_tick) & 0xFFFFFFFF, self.increment, days_field=True),
+            r.field(t, et, "Tcb.ContextSwitches"),
             r.field(t, et, "Tcb.IdealProcessor"),
             duration(r.field(t, et, "Tcb.UserTime"), self.increment),
             duration(r.field(t, et, "Tcb.KernelTime"), self.increment), start_text,
@@ -308,7 +309,7 @@ def render_thread(th: ThreadInfo, indent: int = 0) -> list[str]:
                        f"  Mdl: {mdl:08x}")
     ticks = f"Ticks: {th.ticks}"
     if th.ticks:
-        ticks += f" ({duration(th.ticks, TICK_100NS, days_field=True)})"
+        ticks += f" ({th.ticks_elapsed})"
     attached = (f"{fmt.hex16(th.attached)}       Image:         {th.attached_image}"
                 if th.attached else f"{'N/A':<15}Image:         N/A")
     out += [f"{pad}{'Impersonating' if th.impersonating else 'Not impersonating'}",

@@ -26,8 +26,8 @@ from machine.ldr.loader import (
 from machine.machine import Machine, MachineConfig
 from machine.mm.layout import RegionAllocator
 from machine.mm.physical import PAGE_SIZE
-from machine.ob.object import init_object_manager, insert_handle
-from machine.ps.create import create_event, create_process, create_thread, image_base
+from machine.ob.object import init_object_manager
+from machine.ps.create import create_process, create_thread, image_base
 from machine.ps.usermode import idle_program
 from machine.rtl.lists import initialize_list_head
 from machine.types.view import Struct
@@ -194,12 +194,3 @@ def _start_idle(m: Machine, proc: Processor, t) -> None:
     p = Struct(m.kspace, "_KPRCB", proc.prcb)
     p.set("IdleThread", t.ethread)
     p.set("CurrentThread", t.ethread)
-
-
-def process_named(m: Machine, image: str):
-    return next(p for p in m.processes if p.image.lower() == image.lower())
-
-
-def insert_event_handle(m: Machine, process) -> int:
-    ep = Struct(m.kspace, "_EPROCESS", process.eprocess)
-    return insert_handle(m, ep.get("ObjectTable"), create_event(m))

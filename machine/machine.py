@@ -14,7 +14,7 @@ from machine.cpu import Cpu, CpuException, DecodeCache
 from machine.ex.pool import Pool
 from machine.kd.breakpoints import BreakpointHit, Breakpoints
 from machine.ke import native as nat
-from machine.ke.processor import DISPATCH_LEVEL, Processor
+from machine.ke.processor import Processor
 from machine.ke.scheduler import Scheduler
 from machine.ke.threads import READY, RUNNING, ProcessRec, ThreadRec
 from machine.ke.trapframe import (
@@ -104,7 +104,6 @@ class Machine:
         self.step_budget = 50_000_000
         self.thread_index: dict[int, ThreadRec] = {}
         self.pending_driver_loads: list = []
-        self.io_names: dict[str, int] = {}  # object-namespace path -> object body
         self.io_links: dict[str, str] = {}  # symbolic link -> target path
         self.session_space = 0
         self.device_maps: dict[int, int] = {}
@@ -176,8 +175,6 @@ class Machine:
         proc.irql = irql & 0xF
         self.kspace.write_int(proc.pcr + 0x50, 1, proc.irql)  # _KPCR.Irql
 
-    def current_processor(self, cpu: Cpu) -> Processor:
-        return self.processors[cpu.number]
 
     def request_interrupt(self, proc: Processor, vector: int) -> None:
         proc.pending.add(vector)
@@ -418,7 +415,6 @@ class Machine:
         ko.set("Running", 0)
         if old.idle:
             # The idle thread is never queued; off the processor it is merely Ready.
-            old.state = READY
             ko.set("State", READY)
         cpu.regs[:] = new.saved_regs
         cpu.rip = new.saved_rip
@@ -426,7 +422,6 @@ class Machine:
         cpu.mem = new.process.space
         cpu.cr3 = new.process.space.cr3
         proc.current = new
-        new.state = RUNNING
         kn = self.struct("_KTHREAD", new.ethread)
         kn.set("State", RUNNING)
         kn.set("Running", 1)
@@ -537,5 +532,3 @@ class Machine:
             _, action = self.timeline.pop(0)
             action(self)
 
-    def dispatch_level(self, proc: Processor) -> bool:
-        return proc.irql >= DISPATCH_LEVEL

@@ -48,7 +48,6 @@ def create_driver_object(m, name: str, image) -> int:
     invalid = m.sym("nt!IopInvalidDeviceRequest")
     for i in range(IRP_MJ_MAXIMUM_FUNCTION + 1):
         d.set(f"MajorFunction[{i}]", invalid)
-    m.io_names[f"\\Driver\\{name}"] = body
     return body
 
 
@@ -98,8 +97,6 @@ def IoCreateDevice(m, proc, a):
     drv = Struct(m.kspace, "_DRIVER_OBJECT", driver)
     dev.set("NextDevice", drv.get("DeviceObject"))
     drv.set("DeviceObject", body)
-    if name:
-        m.io_names[name] = body
     space.write_u64(a[6], body)
     return STATUS_SUCCESS
 
@@ -331,9 +328,11 @@ def IopSynchronousServiceTail(m, proc, a):
 
 def resolve_device_path(m, path: str) -> int | None:
     """The device a path names: `\\.\\X` and `\\??\\X` go through the DOS-device links."""
+    from machine.ob.object import lookup_object
+
     if path.startswith("\\\\.\\"):
         path = "\\??\\" + path[4:]
-    return m.io_names.get(m.io_links.get(path, path))
+    return lookup_object(m, m.io_links.get(path, path))
 
 
 def create_file_object(m, device: int) -> int:

@@ -45,7 +45,6 @@ class Scheduler:
         proc = self.processor_for(thread)
         kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
         kt.set("State", READY)
-        thread.state = READY
         priority = thread.priority
         insert_tail_list(m.kspace, self._head(proc, priority), kt.addr("WaitListEntry"))
         prcb = self._prcb(proc)

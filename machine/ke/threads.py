@@ -36,7 +36,6 @@ class ThreadRec:
     ideal_processor: int = 0
     system: bool = False
     idle: bool = False
-    state: int = INITIALIZED
     # Registers while not on a CPU: 16 GPRs, rip, rflags.
     saved_regs: list[int] = field(default_factory=lambda: [0] * 16)
     saved_rip: int = 0

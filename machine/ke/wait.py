@@ -85,7 +85,6 @@ def begin_wait(m, proc, thread, obj: int, reason: int, mode: int, alertable: int
     kt.set("WaitIrql", proc.irql)
     kt.set("WaitTime", m.tick_count)
     kt.set("WaitStatus", 0)
-    thread.state = WAITING
 
 
 def unwait(m, thread, status: int) -> None:

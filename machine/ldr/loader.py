@@ -52,15 +52,6 @@ class ModuleImage:
     sections: list = field(default_factory=list)  # machine.ldr.pe.Section
     checksum: int = 0
 
-    def address(self, name: str) -> int:
-        for f in self.functions:
-            if f.name == name:
-                return self.base + f.rva
-        for d in self.data:
-            if d.name == name:
-                return self.base + d.rva
-        raise KeyError(f"{self.name}!{name}")
-
 
 NT_TEXT_RVA = 0x200000
 NT_DATA_RVA = 0xC00000

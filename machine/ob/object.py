@@ -81,6 +81,32 @@ def insert_in_directory(m, directory: int, name: str, body: int) -> None:
     d.set(bucket, entry)
 
 
+def object_name(m, body: int) -> str | None:
+    h = Struct(m.kspace, "_OBJECT_HEADER", body - OBJECT_HEADER_BODY)
+    if not h.get("InfoMask") & OB_INFO_NAME:
+        return None
+    us = Struct(m.kspace, "_UNICODE_STRING", h.address - NAME_INFO_SIZE + 8)  # .Name
+    return m.kspace.read(us.get("Buffer"), us.get("Length")).decode("utf-16-le")
+
+
+def lookup_object(m, path: str) -> int | None:
+    """ObpLookupObjectName over the directories in memory: `\\Device\\MyFault` -> body."""
+    current = m.kspace.read_u64(m.sym("nt!ObpRootDirectoryObject"))
+    for part in filter(None, path.split("\\")):
+        d = Struct(m.kspace, "_OBJECT_DIRECTORY", current)
+        entry = d.get(f"HashBuckets[{name_hash(part) % DIRECTORY_BUCKETS}]")
+        while entry:
+            e = Struct(m.kspace, "_OBJECT_DIRECTORY_ENTRY", entry)
+            name = object_name(m, e.get("Object"))
+            if name is not None and name.lower() == part.lower():
+                break
+            entry = e.get("ChainLink")
+        if not entry:
+            return None
+        current = Struct(m.kspace, "_OBJECT_DIRECTORY_ENTRY", entry).get("Object")
+    return current
+
+
 def create_directory(m, name: str, parent: int) -> int:
     size = m.catalog.get("_OBJECT_DIRECTORY").size
     return create_object(m, "Directory", size, "Dire", 1, name=name, directory=parent)

@@ -143,10 +143,9 @@ def create_thread(m, process: ProcessRec, tid: int, start: str, *, system: bool 
 
 
 def create_event(m, event_type: int = EVENT_SYNCHRONIZATION, signaled: bool = False) -> int:
-    body = create_object(m, "Event", m.catalog.get("_KEVENT").size, "Even")
-    h = Struct(m.kspace, "_DISPATCHER_HEADER", body)
-    h.set("Type", event_type)
-    h.set("Size", m.catalog.get("_KEVENT").size // 4)
-    h.set("SignalState", int(signaled))
-    initialize_list_head(m.kspace, h.addr("WaitListHead"))
+    from machine.ke.wait import init_header
+
+    size = m.catalog.get("_KEVENT").size
+    body = create_object(m, "Event", size, "Even")
+    init_header(m.kspace, body, event_type, size, int(signaled))
     return body

@@ -38,7 +38,6 @@ def exit_thread(m, thread, status: int) -> None:
     et.set("Terminated", 1)
     et.set("ExitTime", m.system_time())
     et.set("Tcb.State", TERMINATED)
-    thread.state = TERMINATED
     et.set("Tcb.Header.SignalState", 1)
     signal_waiters(m, thread.ethread)
     ep = Struct(m.kspace, "_EPROCESS", thread.process.eprocess)

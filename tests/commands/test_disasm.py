@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from commands.disasm import disassemble, disassemble_before, disassemble_one
 from commands.target import MemoryAccessError
+from tests.commands.fakes import ModuleSymbols
 
 
 class Memory:
@@ -26,27 +27,6 @@ class Memory:
         return bytes(out)
 
 
-class Symbols:
-    """Modules (name, base, size) and functions (module, name, address)."""
-
-    def __init__(self, modules, functions=()) -> None:
-        self.modules = modules
-        self.functions = functions
-
-    def name_for(self, address: int) -> str | None:
-        for module, base, size in self.modules:
-            if base <= address < base + size:
-                best = None
-                for mod, name, start in self.functions:
-                    if mod == module and start <= address and (best is None or start > best[1]):
-                        best = (name, start)
-                if best is None:
-                    return f"{module}+0x{address - base:x}"
-                offset = address - best[1]
-                return f"{module}!{best[0]}" + (f"+0x{offset:x}" if offset else "")
-        return None
-
-
 NT = 0xFFFFF80240C00000
 SUBTREE = 0xFFFFF80240D322F0
 
@@ -58,7 +38,7 @@ def subtree_memory() -> Memory:
     return mem
 
 
-SYMS = Symbols([("nt", NT, 0x1000000)],
+SYMS = ModuleSymbols([("nt", NT, 0x1000000)],
                [("nt", "RtlSubtreePredecessor", SUBTREE), ("nt", "RtlNext", SUBTREE + 0x1C)])
 
 
@@ -93,7 +73,7 @@ def test_u_count_and_continuation():
 NTFS = 0xFFFFF80208400000
 CHANGE = 0xFFFFF802084D9033 - 0x363
 WRITE_LOG = 0xFFFFF802084D6B20
-NTFS_SYMS = Symbols([("Ntfs", NTFS, 0x200000)],
+NTFS_SYMS = ModuleSymbols([("Ntfs", NTFS, 0x200000)],
                     [("Ntfs", "NtfsChangeAttributeValue", CHANGE), ("Ntfs", "NtfsWriteLog",
                                                                      WRITE_LOG)])
 
@@ -125,7 +105,7 @@ def test_ub_prefers_a_start_that_lands_exactly():
     # Bytes that decode differently depending on where decoding starts.
     code = "b848894c24 4889542410 4c89442418 c3"
     end = mem.write(base, code)
-    syms = Symbols([("nt", NT, 0x1000000)], [("nt", "Fn", base)])
+    syms = ModuleSymbols([("nt", NT, 0x1000000)], [("nt", "Fn", base)])
     lines, _ = disassemble_before(mem.read, syms, end, 2)
     assert lines == [
         "nt!Fn+0xa:",
@@ -135,7 +115,7 @@ def test_ub_prefers_a_start_that_lands_exactly():
 
 
 DRIVER = 0xFFFFF8073D050000
-DRIVER_SYMS = Symbols([("Driver", DRIVER, 0x3000)])
+DRIVER_SYMS = ModuleSymbols([("Driver", DRIVER, 0x3000)])
 
 
 def test_module_without_symbols_and_rip_relative_memory():
@@ -168,7 +148,7 @@ def test_immediates_strings_and_odd_opcodes():
     mem = Memory()
     base = 0xFFFFF80240F00000
     mem.write(base, "b89a0000c0 4883e4f0 48b8efbeaddeefbeadde f348ab a4 cc 0f0b 06 c3")
-    syms = Symbols([("nt", NT, 0x1000000)], [("nt", "Odd", base)])
+    syms = ModuleSymbols([("nt", NT, 0x1000000)], [("nt", "Odd", base)])
     lines, nxt = disassemble(mem.read, syms, base, 9)
     assert lines == [
         "nt!Odd:",
@@ -202,7 +182,7 @@ def test_current_instruction_with_effective_address():
     mem = Memory()
     fault = 0xFFFFF80060DA1981
     mem.write(fault, "8b03")
-    syms = Symbols([("myfault", 0xFFFFF80060DA0000, 0x8000)])
+    syms = ModuleSymbols([("myfault", 0xFFFFF80060DA0000, 0x8000)])
     lines, nxt = disassemble_one(mem.read, syms, fault, {"rbx": 0, "rip": fault})
     assert lines == [
         "myfault+0x1981:",
@@ -217,7 +197,7 @@ def test_current_instruction_with_effective_address():
 def test_effective_address_selector_value_and_symbol():
     mem = Memory()
     at = 0xFFFFF8076624F3D4
-    syms = Symbols([("nt", 0xFFFFF80766000000, 0x1000000)],
+    syms = ModuleSymbols([("nt", 0xFFFFF80766000000, 0x1000000)],
                    [("nt", "RtlpHpVsFreeChunkInsert", at - 0x1B4), ("nt", "KiInitialProcess",
                                                                     0xFFFFF80766830B40)])
     mem.write(at, "3300")

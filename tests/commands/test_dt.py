@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import struct
 
 import pytest
 
 from commands.dt import UnknownType, render_dt, render_list_entry_walk
-from commands.target import MemoryAccessError
 from machine.types.catalog import load_catalog
+from tests.commands.fakes import ModuleSymbols, PagedMemory
 
 
 @pytest.fixture(scope="module")
@@ -18,74 +17,9 @@ def types():
     return load_catalog()
 
 
-class Memory:
-    """Sparse 4 KB pages; reading an absent page raises MemoryAccessError."""
-
-    def __init__(self) -> None:
-        self.pages: dict[int, bytearray] = {}
-
-    def map(self, address: int, size: int) -> None:
-        for page in range(address >> 12, ((address + size - 1) >> 12) + 1):
-            self.pages.setdefault(page, bytearray(4096))
-
-    def write(self, address: int, data: bytes) -> None:
-        self.map(address, len(data))
-        for i, b in enumerate(data):
-            self.pages[(address + i) >> 12][(address + i) & 0xFFF] = b
-
-    def q(self, address: int, value: int) -> None:
-        self.write(address, struct.pack("<Q", value))
-
-    def d(self, address: int, value: int) -> None:
-        self.write(address, struct.pack("<I", value))
-
-    def w(self, address: int, value: int) -> None:
-        self.write(address, struct.pack("<H", value))
-
-    def b(self, address: int, value: int) -> None:
-        self.write(address, bytes([value]))
-
-    def unicode_string(self, address: int, text: str, buffer: int) -> None:
-        data = text.encode("utf-16-le")
-        self.w(address, len(data))
-        self.w(address + 2, len(data) + 2)
-        self.q(address + 8, buffer)
-        self.write(buffer, data + b"\0\0")
-
-    def read(self, address: int, size: int) -> bytes:
-        out = bytearray()
-        for i in range(size):
-            page = self.pages.get((address + i) >> 12)
-            if page is None:
-                raise MemoryAccessError(address + i)
-            out.append(page[(address + i) & 0xFFF])
-        return bytes(out)
-
-
-class Symbols:
-    """Modules (name, base, size) and public symbols (module, name, address)."""
-
-    def __init__(self, modules, symbols) -> None:
-        self.modules = modules
-        self.symbols = symbols
-
-    def name_for(self, address: int) -> str | None:
-        for module, base, size in self.modules:
-            if base <= address < base + size:
-                best = None
-                for mod, name, start in self.symbols:
-                    if mod == module and start <= address and (best is None or start > best[1]):
-                        best = (name, start)
-                if best is None:
-                    return f"{module}+0x{address - base:x}"
-                offset = address - best[1]
-                return f"{module}!{best[0]}" + (f"+0x{offset:x}" if offset else "")
-        return None
-
-
 NT_BASE = 0xFFFFF80211000000
 DRV_BASE = 0xFFFFF8023FBC0000
-SYMBOLS = Symbols(
+SYMBOLS = ModuleSymbols(
     [("nt", NT_BASE, 0x1000000), ("BasicDrv", DRV_BASE, 0x7000)],
     [("nt", "IopInvalidDeviceRequest", 0xFFFFF8021134BB10),
      ("nt", "KiDpcRoutine", NT_BASE + 0x2000)],
@@ -280,7 +214,7 @@ def test_every_type_renders_in_kd_layout(types):
 
 
 def test_every_type_renders_over_zeroed_and_unreadable_memory(types):
-    mem = Memory()
+    mem = PagedMemory()
     base = 0xFFFF800000000000
     mem.map(base, 0x10000)
     for name in types.names():
@@ -334,8 +268,8 @@ def test_unknown_type(types):
 DRV = 0xFFFFE70968A36320
 
 
-def driver_object_memory() -> Memory:
-    mem = Memory()
+def driver_object_memory() -> PagedMemory:
+    mem = PagedMemory()
     mem.map(DRV, 0x150)
     mem.w(DRV + 0x00, 4)
     mem.w(DRV + 0x02, 336)
@@ -402,7 +336,7 @@ def test_trailing_dot_expands_without_type_name(types):
 
 
 def test_function_pointer_with_symbol_displacement(types):
-    mem = Memory()
+    mem = PagedMemory()
     dpc = 0xFFFF910000001000
     mem.map(dpc, 0x40)
     mem.q(dpc + 0x18, NT_BASE + 0x2010)
@@ -414,8 +348,8 @@ def test_function_pointer_with_symbol_displacement(types):
 EPROCESS = 0xFFFF9189527E9080
 
 
-def eprocess_memory() -> Memory:
-    mem = Memory()
+def eprocess_memory() -> PagedMemory:
+    mem = PagedMemory()
     mem.map(EPROCESS, 0xA40)
     mem.q(EPROCESS + 0x440, 4)
     mem.q(EPROCESS + 0x448, 0xFFFFF80211C1E5F0)
@@ -483,7 +417,7 @@ def test_field_selection_narrows_the_name_column(types):
 
 
 def test_dotted_field_expands_a_list_entry(types):
-    mem = Memory()
+    mem = PagedMemory()
     thread = 0xFFFFC38E3D0E9080
     irp = 0xFFFFC38E3D311C70
     mem.map(thread, 0x900)
@@ -500,7 +434,7 @@ def test_dotted_field_expands_a_list_entry(types):
 
 
 def test_chars_enums_bitfields_and_pointer_to_pointer(types):
-    mem = Memory()
+    mem = PagedMemory()
     irp = 0xFFFF800000010000
     mem.map(irp, 0xD0)
     mem.w(irp, 6)
@@ -549,7 +483,7 @@ def test_chars_enums_bitfields_and_pointer_to_pointer(types):
 
 
 def test_top_level_list_entry_and_unicode_string(types):
-    mem = Memory()
+    mem = PagedMemory()
     head = 0xFFFF800000040000
     mem.q(head, 0xFFFF800000040100)
     mem.q(head + 8, 0xFFFF800000040200)
@@ -569,7 +503,7 @@ def test_top_level_list_entry_and_unicode_string(types):
 
 
 def test_unreadable_memory(types):
-    mem = Memory()
+    mem = PagedMemory()
     assert render_dt(types, "nt!_IO_STATUS_BLOCK", 0xFFFF800000001000, mem.read, SYMBOLS) == [
         "   +0x000 Status           : ??",
         "   +0x000 Pointer          : ???? ",
@@ -583,7 +517,7 @@ def test_unreadable_memory(types):
 
 
 def test_partially_readable_structure(types):
-    mem = Memory()
+    mem = PagedMemory()
     base = 0xFFFF800000060FF0  # the second half lies on an absent page
     mem.map(base, 0x10)
     mem.q(base, 0x1234)
@@ -594,7 +528,7 @@ def test_partially_readable_structure(types):
 
 
 def test_list_entry_walk(types):
-    mem = Memory()
+    mem = PagedMemory()
     a, b = 0xFFFF800000070000, 0xFFFF800000071000
     for irp, nxt in ((a, b), (b, a)):
         mem.map(irp, 0xD0)

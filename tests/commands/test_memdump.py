@@ -7,30 +7,7 @@ import struct
 import pytest
 
 from commands.memdump import dump, read_ascii, read_unicode
-from commands.target import MemoryAccessError
-
-
-class Memory:
-    """Sparse 4 KB pages; reading an absent page raises MemoryAccessError."""
-
-    def __init__(self) -> None:
-        self.pages: dict[int, bytearray] = {}
-
-    def write(self, address: int, data: bytes | str) -> None:
-        if isinstance(data, str):
-            data = bytes.fromhex(data.replace(" ", "").replace("-", ""))
-        for i, b in enumerate(data):
-            page = self.pages.setdefault((address + i) >> 12, bytearray(4096))
-            page[(address + i) & 0xFFF] = b
-
-    def read(self, address: int, size: int) -> bytes:
-        out = bytearray()
-        for i in range(size):
-            page = self.pages.get((address + i) >> 12)
-            if page is None:
-                raise MemoryAccessError(address + i)
-            out.append(page[(address + i) & 0xFFF])
-        return bytes(out)
+from tests.commands.fakes import PagedMemory
 
 
 class Symbols:
@@ -44,8 +21,8 @@ class Symbols:
 IMAGE = 0xFFFFF80015E50000
 
 
-def image_memory() -> Memory:
-    mem = Memory()
+def image_memory() -> PagedMemory:
+    mem = PagedMemory()
     mem.write(IMAGE, "4d 5a 90 00 03 00 00 00 04 00 00 00 ff ff 00 00"
                      "b8 00 00 00 00 00 00 00 40 00 00 00 00 00 00 00")
     mem.write(IMAGE + 0x3C, "d8 00 00 00")
@@ -77,7 +54,7 @@ def test_db_unaligned_start_and_short_last_row():
 
 
 def test_db_unreadable_rows_and_page_edges():
-    mem = Memory()
+    mem = PagedMemory()
     lines, _ = dump(mem.read, None, "db", 0xFFFFFFFF00000090, 0x20)
     assert lines == [
         "ffffffff`00000090  ?? ?? ?? ?? ?? ?? ?? ??-?? ?? ?? ?? ?? ?? ?? ??  ????????????????",
@@ -96,7 +73,7 @@ DD_DATA = [
 
 
 def test_dd_rows_and_count():
-    mem = Memory()
+    mem = PagedMemory()
     base = 0xFFFFD001C8ACCFD0  # the data ends at a page boundary
     mem.write(base, struct.pack("<12I", *DD_DATA))
     lines, nxt = dump(mem.read, None, "dd", base, 12)
@@ -114,7 +91,7 @@ def test_dd_rows_and_count():
 
 
 def test_dq_dp_dw_and_dc():
-    mem = Memory()
+    mem = PagedMemory()
     rsp = 0x00000000F6000FE8
     mem.write(rsp, struct.pack("<3Q", 0xFFFFF80011039131, 0, 0x1337DEADBEEF))
     lines, nxt = dump(mem.read, None, "dq", rsp, 4)
@@ -142,7 +119,7 @@ def test_dq_dp_dw_and_dc():
 
 
 def test_dps_symbols():
-    mem = Memory()
+    mem = PagedMemory()
     table = 0xFFFFF80015ED7FE8
     mem.write(table, struct.pack("<3Q", 0xFFFFF8001083C380, 0, 0xFFFFF800128E1450))
     syms = Symbols({0xFFFFF8001083C380: "nt!KeQueryPerformanceCounter",
@@ -160,7 +137,7 @@ def test_dps_symbols():
 
 
 def test_da_wraps_at_32_and_stops_at_nul():
-    mem = Memory()
+    mem = PagedMemory()
     name = 0xFFFFF80015EDB4DC
     mem.write(name, b".\0ExFreeCacheAwareRundownProtection\0")
     lines, nxt = dump(mem.read, None, "da", name, None)
@@ -179,7 +156,7 @@ def test_da_wraps_at_32_and_stops_at_nul():
 
 
 def test_du_empty_long_and_unreadable():
-    mem = Memory()
+    mem = PagedMemory()
     empty = 0xFFFFB780B7EEE664
     mem.write(empty, b"\0\0")
     assert dump(mem.read, None, "du", empty, None) == (['ffffb780`b7eee664  ""'], empty + 2)
@@ -199,7 +176,7 @@ def test_du_empty_long_and_unreadable():
 
 
 def test_string_helpers_and_bad_kind():
-    mem = Memory()
+    mem = PagedMemory()
     mem.write(0x2000, "notepad.exe".encode("utf-16-le") + b"\0\0")
     mem.write(0x3000, b"System\0")
     assert read_unicode(mem.read, 0x2000) == "notepad.exe"
