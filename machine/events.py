@@ -17,6 +17,14 @@ def event_action(ev: dict, scen):
     if kind == "start_process":
         return lambda m: start_process(m, ev)
     if kind == "start_device":
+        trigger = ev.get("trigger", "latched")
+        if trigger not in ("latched", "level"):
+            raise ScenarioError(scen.path, _line_of(scen.text, f'"{trigger}"'), 1,
+                                f"device trigger must be \"latched\" or \"level\", "
+                                f"not {trigger!r}")
+        if int(ev.get("registers", 0)) & 0xFFF:
+            raise ScenarioError(scen.path, _line_of(scen.text, "registers"), 1,
+                                "device registers must be at a page-aligned physical address")
         return lambda m: start_scenario_device(m, ev)
     raise ScenarioError(scen.path, _line_of(scen.text, f'"{kind}"'), 1,
                         f"unknown event action {kind!r}")
@@ -27,7 +35,9 @@ def start_scenario_device(m, ev: dict) -> None:
 
     start_device(m, Device(ev.get("name", "device"), int(ev["vector"]),
                            int(ev.get("processor", 0)), int(ev.get("period_ticks", 1)),
-                           int(ev.get("jitter_ticks", 0))))
+                           int(ev.get("jitter_ticks", 0)),
+                           trigger=ev.get("trigger", "latched"),
+                           registers=int(ev.get("registers", 0))))
 
 
 def trim_paged_pool(m) -> None:

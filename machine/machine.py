@@ -27,7 +27,7 @@ from machine.ke.trapframe import (
     USER_SS,
     save_software,
 )
-from machine.mm.layout import KernelLayout
+from machine.mm.layout import KernelLayout, RegionAllocator
 from machine.mm.paging import AddressSpace, PageFault
 from machine.mm.physical import PhysicalMemory
 from machine.types.catalog import load_catalog
@@ -120,6 +120,7 @@ class Machine:
         self.journal: list[tuple] = []  # run control since boot (see snapshot())
         self.boot_factory = None  # rebuilds this machine as booted, for snapshots
         self.stacks = None  # RegionAllocator for kernel stacks, set at boot
+        self.system_ptes = RegionAllocator(self.layout.system_ptes)  # run-time mappings
 
     def device_map(self, session: int | None) -> int:
         """The DOS-devices map a process of this session uses (one per session)."""

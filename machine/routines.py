@@ -17,6 +17,7 @@ from machine.ke import timer as _timer  # noqa: F401
 from machine.ke import trap as _trap  # noqa: F401
 from machine.ke import wait as _wait  # noqa: F401
 from machine.ke.idt import declare_generic_handlers  # noqa: E402
+from machine.mm import iospace as _iospace  # noqa: F401
 from machine.ps import system_thread as _system_thread  # noqa: F401
 from machine.ps import usermode as _usermode  # noqa: F401
 

@@ -216,7 +216,12 @@ def boot_scenario(scen: Scenario, seed: int | None = None, cpus: int | None = No
     config = MachineConfig(cpus=cpus or scen.cpus, seed=scen.seed if seed is None else seed)
 
     def load(m: Machine) -> list[ModuleImage]:
+        from machine.hal.devices import install_device_memory
+
         m.verified.update(scen.verifier)
+        for ev in scen.events:  # the devices' registers exist before any driver loads
+            if ev.get("action") == "start_device" and ev.get("registers"):
+                install_device_memory(m, int(ev["registers"]))
         images = []
         base = m.layout.driver_base
         for spec in scen.drivers:

@@ -22,6 +22,7 @@ class KernelLayout:
     kernel_stacks: int
     pcr_area: int
     special_pool: int = 0
+    system_ptes: int = 0  # mappings made at run time: device memory (MmMapIoSpace)
     user_shared_data: int = 0xFFFFF78000000000
     ntdll_base: int = 0x00007FFCAA4A0000
 
@@ -37,6 +38,7 @@ class KernelLayout:
             kernel_stacks=0xFFFFC60B80000000 + rng.randrange(0x100) * 0x100000,
             pcr_area=0xFFFFB000AD000000 + rng.randrange(0x10) * 0x100000,
             special_pool=0xFFFFD00000000000 + rng.randrange(0x100) * 0x100000,
+            system_ptes=0xFFFFE38000000000 + rng.randrange(0x100) * 0x100000,
         )
 
 

@@ -15,7 +15,8 @@ NTDLL_SYSCALL_STUBS = 0x9D000  # rva of ntdll's system call stubs
 STUB_SIZE = 0x20
 IRQL_GT_ZERO_AT_SYSTEM_SERVICE = 0x4A
 SERVICES = ("NtWaitForSingleObject", "NtDeviceIoControlFile", "NtDelayExecution",
-            "NtCreateFile", "NtClose")
+            "NtCreateFile", "NtClose", "NtReadFile", "NtWriteFile", "NtCancelIoFile",
+            "NtTerminateThread", "NtTerminateProcess", "NtTestAlert", "NtQueueApcThread")
 
 
 @dataclass(frozen=True)
