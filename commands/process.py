@@ -13,6 +13,7 @@ from commands.target import MemoryAccessError
 
 STATES = {0: "INITIALIZED", 1: "READY", 2: "RUNNING", 3: "STANDBY", 4: "TERMINATED",
           5: "WAIT", 6: "TRANSITION", 7: "DEFERREDREADY"}
+TERMINATED = 4
 OBJECT_TYPES = {0: "NotificationEvent", 1: "SynchronizationEvent", 2: "Mutant",
                 3: "ProcessObject", 4: "QueueObject", 5: "Semaphore", 6: "ThreadObject",
                 7: "Gate", 8: "NotificationTimer", 9: "SynchronizationTimer"}
@@ -35,6 +36,7 @@ class ProcessInfo:
     image: str
     details: dict = field(default_factory=dict)
     threads: list[ThreadInfo] = field(default_factory=list)
+    active_threads: int = 0
 
 
 @dataclass
@@ -142,9 +144,11 @@ class Kernel:
             except MemoryAccessError:
                 session = "none"
         table = r.field(t, ep, "ObjectTable")
+        # An exited process has no handle table any more: kd counts zero handles.
+        count = self.handle_count(table) if table else 0
         info = ProcessInfo(ep, session, r.field(t, ep, "UniqueProcessId"), peb,
                            r.field(t, ep, "InheritedFromUniqueProcessId"), dirbase, table,
-                           self.handle_count(table), self.image(ep))
+                           count, self.image(ep), active_threads=r.field(t, ep, "ActiveThreads"))
         if flags & 1:
             info.details = self.process_details(ep)
         if flags & 6:
@@ -193,6 +197,8 @@ class Kernel:
         state = r.field(t, et, "Tcb.State")
         ep = r.field(t, et, "Tcb.Process")
         text = STATES.get(state, f"STATE {state}")
+        if state == TERMINATED:
+            with_stack = False  # kd shows an exited thread in one line
         waits: list[tuple[int, str]] = []
         if state == 5:
             reason = r.field(t, et, "Tcb.WaitReason")
@@ -273,10 +279,11 @@ def render_process(p: ProcessInfo, indent: int = 0) -> list[str]:
     pad = " " * indent
     peb = f"{p.peb:x}" if p.peb else "00000000"
     hc = f"{p.handle_count}." if p.handle_count is not None else "<Data Not Accessible>"
+    table = fmt.hex16(p.object_table) if p.object_table else "00000000"
     lines = [f"{pad}PROCESS {fmt.hex16(p.address)}",
              f"{pad}    SessionId: {p.session}  Cid: {p.cid:04x}    Peb: {peb}  "
              f"ParentCid: {p.parent_cid:04x}",
-             f"{pad}    DirBase: {p.dirbase:08x}  ObjectTable: {fmt.hex16(p.object_table)}  "
+             f"{pad}    DirBase: {p.dirbase:08x}  ObjectTable: {table}  "
              f"HandleCount: {hc}",
              f"{pad}    Image: {p.image}"]
     d = p.details
@@ -298,6 +305,9 @@ def render_process(p: ProcessInfo, indent: int = 0) -> list[str]:
 
 def render_thread(th: ThreadInfo, indent: int = 0) -> list[str]:
     pad = " " * indent
+    if th.state == STATES[TERMINATED]:
+        return [f"{pad}THREAD {fmt.hex16(th.address)}  Cid {th.pid:04x}.{th.tid:04x}  "
+                f"{th.state}"]
     out = [f"{pad}THREAD {fmt.hex16(th.address)}  Cid {th.pid:04x}.{th.tid:04x}  "
            f"Teb: {fmt.hex16(th.teb)} Win32Thread: {fmt.hex16(th.win32thread)} {th.state}"]
     for obj, otype in th.wait_objects:
@@ -379,7 +389,14 @@ def process_cmd(s, args: str) -> Result:
         p = k.process(ep, flags)
         infos.append(p)
         lines += render_process(p)
-        if p.threads:
+        if flags & 6 and not p.active_threads:
+            lines.append("No active threads")  # it has exited; kd says so before them
+            for th in p.threads:
+                lines += render_thread(th, 8)
+                lines.append("")
+            if not p.threads:
+                lines.append("")
+        elif p.threads:
             lines.append("")
             for th in p.threads:
                 lines += render_thread(th, 8)

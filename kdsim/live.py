@@ -69,6 +69,9 @@ class LiveTarget:
         regs.update(rip=cpu.rip, efl=cpu.rflags, cs=0x10, ss=0x18, ds=0x2B, es=0x2B,
                     fs=0x53, gs=0x2B, cr0=cpu.cr0, cr2=cpu.cr2, cr3=cpu.cr3, cr4=cpu.cr4,
                     cr8=p.irql)
+        # debug registers, as the debugger's data breakpoints left them
+        regs.update(dr0=cpu.dr[0], dr1=cpu.dr[1], dr2=cpu.dr[2], dr3=cpu.dr[3],
+                    dr6=cpu.dr[6], dr7=cpu.dr[7])
         return regs
 
     def symbol_file(self, image: str) -> SymbolFile | None:

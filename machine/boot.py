@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from machine import routines as _routines  # noqa: F401  (fills the native registry)
+from machine.ex.pool import POOL_DATA, init_pool
 from machine.ex.worker import create_work_queue
 from machine.ke.clock import init_watchdogs
 from machine.ke.idt import build_idt
@@ -78,7 +79,8 @@ def build_kernel(config: MachineConfig) -> Machine:
     nt = build_native_image(m, "nt", "ntoskrnl.exe", "ntkrnlmp.pdb", lay.nt_base, NT_SIZE,
                             "\\SystemRoot\\system32\\ntoskrnl.exe", NT_TEXT_RVA, "nt")
     nt.timestamp = NT_TIMESTAMP
-    add_data_symbols(m, nt, NT_DATA_RVA, NT_DATA)
+    add_data_symbols(m, nt, NT_DATA_RVA, NT_DATA + POOL_DATA)
+    init_pool(m)  # before the first allocation
     hal = build_native_image(m, "hal", "hal.dll", "hal.pdb", lay.nt_base + 0x1800000, HAL_SIZE,
                              "\\SystemRoot\\system32\\hal.dll", 0x1000, "hal")
     initialize_list_head(m.kspace, m.sym("nt!PsActiveProcessHead"))

@@ -93,7 +93,7 @@ def start_process(m, ev: dict) -> None:
                 write_object_attributes(space, oa, base + NAME_OFFSET, step["open"])
                 status = yield Syscall("NtCreateFile", (
                     base + HANDLE_OFFSET, GENERIC_READ_WRITE, oa, iosb, 0, 0, 0, FILE_OPEN,
-                    0, 0, 0))
+                    open_options(step), 0, 0))
                 if status < 0x80000000:
                     handles[step["open"]] = space.read_u64(base + HANDLE_OFFSET)
             elif "close" in step:
@@ -106,8 +106,139 @@ def start_process(m, ev: dict) -> None:
                 yield Syscall("NtDeviceIoControlFile",
                               (handle, 0, 0, 0, iosb, step["ioctl"], base + INPUT_OFFSET,
                                len(data), base + OUTPUT_OFFSET, out_len))
+            elif "read" in step:
+                yield from read_write_step(m, proc, handles.get(step["read"], 0), step,
+                                           "NtReadFile")
+            elif "write" in step:
+                yield from read_write_step(m, proc, handles.get(step["write"], 0), step,
+                                           "NtWriteFile")
+            elif "cancel" in step:
+                yield Syscall("NtCancelIoFile", (handles.get(step["cancel"], 0),
+                                                 io_area(proc) + IO_CANCEL_IOSB))
+            elif "exit_thread" in step:
+                yield Syscall("NtTerminateThread", (NT_CURRENT_THREAD, int(step["exit_thread"])))
+            elif "exit_process" in step:
+                yield Syscall("NtTerminateProcess",
+                              (NT_CURRENT_PROCESS, int(step["exit_process"])))
+            elif "queue_apc" in step:
+                yield from queue_apc_step(proc, int(step["queue_apc"]))
+            elif "sleep_ms" in step:
+                yield from sleep_step(proc, step)
+            elif "test_alert" in step:
+                yield Syscall("NtTestAlert")
 
     start_user_thread(m, proc, m.cids.take(), program)
+
+
+# -- exiting, sleeping and user APCs -------------------------------------------------------
+
+NT_CURRENT_PROCESS = 0xFFFFFFFFFFFFFFFF
+NT_CURRENT_THREAD = 0xFFFFFFFFFFFFFFFE
+# In the PEB page, after the _PEB (0x7C8 bytes): what the program's APC routine saw
+# (how many times it ran, the last NormalContext) and a sleep's LARGE_INTEGER interval.
+APC_COUNT_OFFSET = 0x7D0
+APC_CONTEXT_OFFSET = 0x7D8
+DELAY_OFFSET = 0x7E0
+APC_ROUTINE_RVA = 0x1B00  # the program's APC routine, in its image
+
+
+def queue_apc_step(proc, context: int):
+    """A user APC to the program's own thread; its routine records what it was given
+    (the thread runs it at its next alertable wait or NtTestAlert)."""
+    from machine.ps.create import image_base
+    from machine.ps.usermode import UserRoutine
+
+    space, base = proc.space, proc.peb
+
+    def apc_routine(apc):
+        space.write_u64(base + APC_COUNT_OFFSET, space.read_u64(base + APC_COUNT_OFFSET) + 1)
+        space.write_u64(base + APC_CONTEXT_OFFSET, apc.context)
+        yield from ()
+
+    routine = image_base(proc.pid) + APC_ROUTINE_RVA
+    yield UserRoutine(routine, apc_routine)
+    yield Syscall("NtQueueApcThread", (NT_CURRENT_THREAD, routine, context, 0, 0))
+
+
+def sleep_step(proc, step: dict):
+    """NtDelayExecution for `sleep_ms` milliseconds, alertable if `alertable = true`."""
+    at = proc.peb + DELAY_OFFSET
+    proc.space.write_u64(at, -int(step["sleep_ms"]) * 10_000 & 0xFFFFFFFFFFFFFFFF)
+    yield Syscall("NtDelayExecution", (int(bool(step.get("alertable"))), at))
+
+
+# -- reading, writing and cancelling on an open file -------------------------------------
+
+FILE_SYNCHRONOUS_IO_NONALERT = 0x20
+# A read's or write's parameters and data, in pages after the PEB page.
+IO_AREA_OFFSET = 0x10000
+IO_AREA_PAGES = 3
+IO_BYTE_OFFSET = 0x0  # the LARGE_INTEGER ByteOffset
+IO_CANCEL_IOSB = 0x10  # NtCancelIoFile's status block
+IO_EVENT_HANDLE = 0x20  # the event of the last read or write with `event = true`
+IO_STATUS = 0x28  # what the last read or write returned
+IO_APC_COUNT = 0x30  # what the I/O completion APC routine saw: how often it ran,
+IO_APC_CONTEXT = 0x38  # its ApcContext
+IO_APC_IOSB = 0x40  # and its IoStatusBlock argument
+IO_APC_ROUTINE_RVA = 0x1C00  # the program's I/O completion routine, in its image
+IO_BUFFER = 0xF00  # the data: a transfer of more than 0x100 bytes spans two pages
+IO_BUFFER_MAX = 0x1000
+
+
+def open_options(step: dict) -> int:
+    """CreateOptions as CreateFile passes them: synchronous I/O (a file pointer, each
+    request waited for) unless the step opens with `async = true` (overlapped)."""
+    return 0 if step.get("async") else FILE_SYNCHRONOUS_IO_NONALERT
+
+
+def io_area(proc) -> int:
+    area = proc.peb + IO_AREA_OFFSET
+    if not proc.space.get_pte(area) & 1:  # first use: the program's data pages
+        proc.space.map_new(area, IO_AREA_PAGES * 0x1000, user=True)
+    return area
+
+
+def read_write_step(m, proc, handle: int, step: dict, service: str):
+    """NtReadFile / NtWriteFile of `length` bytes (a write: the hex `data`), at `offset`
+    if given, signalling a fresh event if `event = true`, with the program's completion
+    routine as the user APC if `apc` (its ApcContext) is given; the returned status is
+    kept at IO_STATUS."""
+    from machine.ob.object import insert_handle
+    from machine.ps.create import create_event, image_base
+    from machine.ps.usermode import UserRoutine
+    from machine.types.view import Struct
+
+    space = proc.space
+    area = io_area(proc)
+    length = int(step.get("length", 0))
+    if service == "NtWriteFile":
+        data = bytes.fromhex(step.get("data", ""))[:IO_BUFFER_MAX]
+        space.write(area + IO_BUFFER, data)
+        length = int(step.get("length", len(data)))
+    length = min(length, IO_BUFFER_MAX)
+    offset = 0
+    if "offset" in step:
+        space.write_u64(area + IO_BYTE_OFFSET, int(step["offset"]))
+        offset = area + IO_BYTE_OFFSET
+    event = 0
+    if step.get("event"):
+        table = Struct(m.kspace, "_EPROCESS", proc.eprocess).get("ObjectTable")
+        event = insert_handle(m, table, create_event(m, event_type=0))
+        space.write_u64(area + IO_EVENT_HANDLE, event)
+    routine, context = 0, int(step.get("apc", 0))
+    if "apc" in step:
+        routine = image_base(proc.pid) + IO_APC_ROUTINE_RVA
+
+        def completion_routine(apc):
+            space.write_u64(area + IO_APC_COUNT, space.read_u64(area + IO_APC_COUNT) + 1)
+            space.write_u64(area + IO_APC_CONTEXT, apc.context)
+            space.write_u64(area + IO_APC_IOSB, apc.argument1)
+            yield from ()
+
+        yield UserRoutine(routine, completion_routine)
+    status = yield Syscall(service, (handle, event, routine, context, proc.peb + IOSB_OFFSET,
+                                     area + IO_BUFFER, length, offset, 0))
+    space.write_u64(area + IO_STATUS, status)
 
 
 def write_object_attributes(space, oa: int, name_at: int, path: str) -> None:

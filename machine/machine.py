@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from machine.cpu import Cpu, CpuException, DecodeCache
+from machine.cpu import Cpu, CpuException, DebugException, DecodeCache
+from machine.cpu.debugregs import RF
 from machine.ex.pool import Pool
 from machine.kd.breakpoints import BreakpointHit, Breakpoints
+from machine.kd.databp import (
+    DataBreakpoint,
+    DataBreakpointError,
+    DataBreakpointHit,
+    DataBreakpoints,
+    clear_status,
+    validate,
+)
+from machine.kd.stepping import in_native, return_target, step_over_target
 from machine.ke import native as nat
 from machine.ke.processor import Processor
 from machine.ke.scheduler import Scheduler
@@ -70,8 +80,9 @@ class MachineConfig:
 
 @dataclass
 class RunResult:
-    reason: str  # "bugcheck" | "budget" | "quiet"
+    reason: str  # "bugcheck" | "budget" | "quiet" | "breakpoint" | "break" | "step"
     steps: int
+    processor: int | None = None  # "step": the processor the stepped thread ended on
 
 
 @dataclass
@@ -104,7 +115,6 @@ class Machine:
         self.step_budget = 50_000_000
         self.thread_index: dict[int, ThreadRec] = {}
         self.pending_driver_loads: list = []
-        self.io_links: dict[str, str] = {}  # symbolic link -> target path
         self.session_space = 0
         self.device_maps: dict[int, int] = {}
         self.dpc_triage_block = 0
@@ -115,8 +125,13 @@ class Machine:
         self.devices: list = []  # machine.hal.devices.Device
         self.work_queue = 0  # the system worker threads' _KQUEUE
         self.breakpoints = Breakpoints()
+        self.data_breakpoints = DataBreakpoints()
+        # The processor whose step is running (kernel code called from Python, such as
+        # the pool, bug-checks on it); None between runs.
+        self.stepping: Processor | None = None
         self.break_requested = False
         self.stop: BreakpointHit | None = None
+        self.queued_stops: list[BreakpointHit] = []  # stops made in the same step as .stop
         self.journal: list[tuple] = []  # run control since boot (see snapshot())
         self.boot_factory = None  # rebuilds this machine as booted, for snapshots
         self.stacks = None  # RegionAllocator for kernel stacks, set at boot
@@ -200,17 +215,148 @@ class Machine:
         self.journal.append(("bp-", address))
         self.breakpoints.remove(self.kspace, address)
 
+    def set_data_breakpoint(self, address: int, size: int, kind: str) -> DataBreakpoint:
+        """kd's `ba`: watch [address, address+size) for execute ("e"), write ("w") or
+        read/write ("r") on every processor.  Raises DataBreakpointError when the request
+        is malformed (size, alignment, kind) or all four debug registers are in use."""
+        address, size, kind = validate(address, size, kind)
+        existing = self.data_breakpoints.find(address, size, kind)
+        if existing is not None:
+            return existing  # kd redefines the same breakpoint
+        if all(s is not None for s in self.data_breakpoints.slots):
+            raise DataBreakpointError("all 4 debug registers are in use")
+        self.journal.append(("ba+", address, size, kind))
+        bp = self.data_breakpoints.add(address, size, kind)
+        self._load_debug_registers()
+        return bp
+
+    def clear_data_breakpoint(self, slot: int) -> None:
+        if not 0 <= slot < len(self.data_breakpoints.slots) or \
+                self.data_breakpoints.slots[slot] is None:
+            raise DataBreakpointError(f"no data breakpoint in slot {slot}")
+        self.journal.append(("ba-", slot))
+        self.data_breakpoints.remove(slot)
+        self._load_debug_registers()
+
+    def _load_debug_registers(self) -> None:
+        """Every processor's DR0-DR3/DR7 from the slots, mirrored where kd reads them, and
+        the checks on kernel routines' accesses switched on or off to match."""
+        watch = self.data_breakpoints
+        addresses, dr7 = watch.registers()
+        for proc in self.processors:
+            proc.cpu.set_debug_registers(addresses, dr7)
+            self._mirror_debug_registers(proc)
+        watch.map_physical(self.kspace)
+        watch.observe(self.phys)
+        if watch.armed:
+            # Shadows the method while a slot is set: no cost to stepping otherwise.
+            self._step_processor = self._step_processor_watched  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("_step_processor", None)
+
+    def _mirror_debug_registers(self, proc: Processor) -> None:
+        """KPRCB.ProcessorState.SpecialRegisters.KernelDr*: a processor's debug registers
+        as the debugger reads them."""
+        dr = proc.cpu.dr
+        special = self.struct("_KPRCB", proc.prcb).sub("ProcessorState.SpecialRegisters")
+        for n in (0, 1, 2, 3, 6, 7):
+            special.set(f"KernelDr{n}", dr[n])
+
+    def _step_processor_watched(self, proc: Processor, stepping_off: bool = False) -> None:
+        """_step_processor while data breakpoints are set: accesses the step made outside
+        x64 instructions (kernel routines' writes) stop the machine once the step is over,
+        with the routine's frame intact."""
+        watch = self.data_breakpoints
+        thread = proc.current
+        assert thread is not None
+        depth = len(thread.native)
+        # The kernel routine this step runs, to name in a hit: one resumed, or entered at
+        # rip (or, below, one the step entered and left suspended, e.g. a trap handler).
+        if in_native(proc):
+            routine: str | None = thread.native[-1].spec.name
+        else:
+            spec = self.natives.get(proc.cpu.rip)
+            routine = spec.name if spec is not None else None
+        watch.stepping = proc
+        try:
+            Machine._step_processor(self, proc, stepping_off)
+        finally:
+            watch.stepping = None
+            hits = watch.take_native_hits(proc)
+        if hits:
+            if len(thread.native) > depth:
+                routine = thread.native[-1].spec.name
+            self._mirror_debug_registers(proc)
+            raise watch.hit(proc, hits, proc.cpu.rip, routine)
+
+    def _check_native_execute(self, proc: Processor, rip: int) -> None:
+        """An execute data breakpoint on a kernel routine's entry faults before it runs,
+        unless RF says the processor is resuming from exactly that stop."""
+        cpu = proc.cpu
+        if cpu.rflags & RF:
+            cpu.rflags &= ~RF
+            return
+        bp = self.data_breakpoints.execute_slot(rip)
+        if bp is not None:
+            cpu.dr[6] |= 1 << bp.slot
+            self._mirror_debug_registers(proc)
+            raise DataBreakpointHit(proc.number, bp, rip, 1, "execute", rip)
+
     def run(self, max_steps: int | None = None, until_quiet: bool = False) -> RunResult:
         """Run until a bugcheck, the step budget, or (until_quiet) nothing is runnable."""
         self.journal.append(("run", max_steps, until_quiet))
+        return self._run(max_steps, until_quiet)
+
+    def step_over(self, processor: int, max_steps: int | None = None) -> RunResult:
+        """kd's `p`: like step_instruction, but a call (or a rep string instruction) runs
+        until the same thread is back at the next instruction with rsp as before, on
+        whichever processor runs it then."""
+        self.journal.append(("p", processor, max_steps))
+        proc = self.processors[processor]
+        target = step_over_target(self, proc)
+        if target is None:
+            return self._step_one(processor, 100_000 if max_steps is None else max_steps)
+        rip, rsp = target
+        return self._run(max_steps, done=self._thread_at(proc, rip, lambda sp: sp == rsp))
+
+    def step_out(self, processor: int, max_steps: int | None = None) -> RunResult:
+        """kd's `gu`: run until the current function returns, i.e. its thread reaches the
+        return address (from the unwind data at rip) with rsp above the current frame."""
+        self.journal.append(("gu", processor, max_steps))
+        proc = self.processors[processor]
+        ret = return_target(self, proc)
+        rsp = proc.cpu.regs[4]
+        return self._run(max_steps, done=self._thread_at(proc, ret, lambda sp: sp > rsp))
+
+    def _thread_at(self, proc: Processor, rip: int, rsp_ok):
+        """A test, after a global step, that proc's current thread is at rip with an rsp
+        rsp_ok accepts; it returns the processor running the thread then, or None."""
+        thread = proc.current
+        processors = self.processors
+
+        def reached() -> int | None:
+            for p in processors:
+                if p.current is thread:
+                    cpu = p.cpu
+                    if cpu.rip == rip and rsp_ok(cpu.regs[4]) and not thread.user_mode:
+                        return p.number
+                    return None
+            return None
+
+        return reached
+
+    def _run(self, max_steps: int | None, until_quiet: bool = False, done=None) -> RunResult:
         budget = self.step_budget if max_steps is None else max_steps
         start = self.steps
         if self.bugcheck is not None:
             return RunResult("bugcheck", 0)
-        self.stop = None
+        pending = self._resume()
+        if pending is not None:
+            return pending
         try:
             self._step_off_breakpoints()
-            while self.steps - start < budget:
+            where = done() if done is not None else None
+            while where is None and self.steps - start < budget:
                 if self.break_requested:
                     self.break_requested = False
                     return RunResult("break", self.steps - start)
@@ -220,14 +366,63 @@ class Machine:
                     # Nothing can happen before the next clock interrupt: idle loops only
                     # spin, so time skips to it (deterministically).
                     self.steps += STEPS_PER_TICK - 1 - self.steps % STEPS_PER_TICK
-                self._global_step()
+                self._global_step_all()
+                if done is not None:
+                    where = done()
         except BugCheckHalt as halt:
             self.bugcheck = halt
             return RunResult("bugcheck", self.steps - start)
         except BreakpointHit as hit:
             self.stop = hit
             return RunResult("breakpoint", self.steps - start)
+        finally:
+            self.stepping = None
+        if where is not None:
+            return RunResult("step", self.steps - start, where)
         return RunResult("budget", self.steps - start)
+
+    def _resume(self) -> RunResult | None:
+        """Before the machine moves on: the stopped processor is let go (DR6 cleared, RF
+        set over an instruction breakpoint it stopped on), then a stop another processor
+        made in the same step is reported, if it still stands."""
+        stop, self.stop = self.stop, None
+        if stop is not None:
+            proc = self.processors[stop.processor]
+            if isinstance(stop, DataBreakpointHit):
+                clear_status(proc.cpu)
+                self._mirror_debug_registers(proc)
+                if stop.access == "execute" and proc.cpu.rip == stop.address:
+                    proc.cpu.rflags |= RF
+        while self.queued_stops:
+            hit = self.queued_stops.pop(0)
+            if self._still_stopped(hit):
+                self.stop = hit
+                return RunResult("breakpoint", 0)
+        return None
+
+    def _still_stopped(self, hit: BreakpointHit) -> bool:
+        rip = self.processors[hit.processor].cpu.rip
+        if isinstance(hit, DataBreakpointHit):
+            if self.data_breakpoints.slots[hit.slot] is not hit.breakpoint:
+                return False
+            return hit.access != "execute" or rip == hit.address
+        return hit.address in self.breakpoints and rip == hit.address
+
+    def _global_step_all(self) -> None:
+        """One global step that every processor completes even when one of them stops:
+        the processors after it take their turn, then the stop is raised (stops they make
+        in the same step are queued, to be reported one by one as kd does)."""
+        try:
+            self._global_step()
+        except BreakpointHit as hit:
+            for proc in self.processors[hit.processor + 1:]:
+                if proc.frozen:
+                    continue
+                try:
+                    self._step_processor(proc)
+                except BreakpointHit as later:
+                    self.queued_stops.append(later)
+            raise hit from None
 
     def _step_off_breakpoints(self) -> None:
         """A processor stopped on a breakpoint executes the original instruction once
@@ -245,14 +440,21 @@ class Machine:
         """Run until the processor has executed one more x64 instruction (kd's `t`);
         the other processors keep pace, step for step."""
         self.journal.append(("step", processor, limit))
+        return self._step_one(processor, limit)
+
+    def _step_one(self, processor: int, limit: int) -> RunResult:
+        if self.bugcheck is not None:
+            return RunResult("bugcheck", 0)
+        pending = self._resume()
+        if pending is not None:
+            return pending
         cpu = self.processors[processor].cpu
         target = cpu.instructions_retired + 1
         steps = 0
-        self.stop = None
         try:
             self._step_off_breakpoints()
             while cpu.instructions_retired < target and steps < limit:
-                self._global_step()
+                self._global_step_all()
                 steps += 1
         except BugCheckHalt as halt:
             self.bugcheck = halt
@@ -260,7 +462,9 @@ class Machine:
         except BreakpointHit as hit:
             self.stop = hit
             return RunResult("breakpoint", steps)
-        return RunResult("step", steps)
+        finally:
+            self.stepping = None
+        return RunResult("step", steps, processor)
 
     def request_break(self) -> None:
         """Break-in (Ctrl+C in kd): the run stops before its next step."""
@@ -286,6 +490,7 @@ class Machine:
                 self._step_processor(proc)
 
     def _step_processor(self, proc: Processor, stepping_off: bool = False) -> None:
+        self.stepping = proc
         cpu = proc.cpu
         thread = proc.current
         assert thread is not None
@@ -311,6 +516,8 @@ class Machine:
             if rip in self.breakpoints and not stepping_off:
                 # kernel routines run as Python: their int 3 is noticed at entry
                 raise BreakpointHit(proc.number, rip)
+            if self.data_breakpoints.armed:
+                self._check_native_execute(proc, rip)  # and DR0-DR3 execute slots too
             self._enter_native(proc, spec)
             return
         try:
@@ -340,6 +547,7 @@ class Machine:
         if tf:
             frame.extra["tf"] = tf
             frame.extra["entry"] = cpu.rip
+            regs[4] = tf - spec.below_trap_frame
         else:
             regs[4] = rsp_entry - spec.frame
         gen = spec.impl(self, proc, args) if not spec.trap else spec.impl(self, proc, frame)
@@ -494,6 +702,11 @@ class Machine:
         from machine.ke.idt import ERROR_CODE_VECTORS
 
         cpu = proc.cpu
+        if isinstance(exc, DebugException):
+            # #DB from the debug registers: the debugger's data breakpoints stop here.
+            cpu.rip = exc.rip
+            self._mirror_debug_registers(proc)
+            raise self.data_breakpoints.hit(proc, exc.hits, exc.rip)
         if exc.vector == 3 and exc.rip - 1 in self.breakpoints:
             # One of the debugger's own breakpoints: stop there, not in the kernel.
             cpu.rip = exc.rip - 1

@@ -22,6 +22,10 @@ Semantics worth knowing:
 * Non-canonical data addresses raise #GP(0) (also for stack accesses, where hardware
   would raise #SS); indirect branches to a non-canonical target raise #GP on the branch.
 * ``rdtsc`` returns ``instructions_retired``.
+* Debug registers (``cpu.dr``, loaded with ``set_debug_registers``): an enabled execute
+  slot raises :class:`DebugException` (#DB) before the instruction unless RFLAGS.RF is
+  set; write and read/write slots raise it after the accessing instruction completes, with
+  DR6's B bits set.  Nothing is checked (and nothing costs) while no slot is enabled.
 
 Supported: mov (all forms incl. moffs, imm64, control registers), movzx, movsx, movsxd,
 lea, xchg, add, adc, sub, sbb, and, or, xor, cmp, test, inc, dec, neg, not, imul (1/2/3
@@ -36,6 +40,6 @@ Anything else (SSE/AVX, x87, segment-register moves, syscall, cpuid, ...) raises
 
 from machine.cpu.compiler import REG64
 from machine.cpu.core import Cpu, DecodeCache
-from machine.cpu.errors import CpuException, Halt
+from machine.cpu.errors import CpuException, DebugException, Halt
 
-__all__ = ["REG64", "Cpu", "CpuException", "DecodeCache", "Halt"]
+__all__ = ["REG64", "Cpu", "CpuException", "DebugException", "DecodeCache", "Halt"]

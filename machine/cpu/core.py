@@ -22,7 +22,8 @@ from collections.abc import Callable
 from iced_x86 import Decoder, DecoderError
 
 from machine.cpu.compiler import M64, REG8, REG8H, REG16, REG32, REG64, compile_instruction
-from machine.cpu.errors import CpuException
+from machine.cpu.debugregs import DR6_INIT, DR7_INIT, RF, RW_EXECUTE, RW_READWRITE, decode_watches
+from machine.cpu.errors import CpuException, DebugException
 from machine.cpu.flags import RFLAGS_FIXED, flags_now
 from machine.mm.paging import PageFault
 from machine.mm.physical import PhysicalMemory
@@ -181,6 +182,16 @@ class Cpu:
         # that the kernel can switch `mem` to the matching address space.
         self.cr3_write: Callable[[int], None] | None = None
         self.instructions_retired = 0
+        # Debug registers (index 4 and 5 unused, as DR4/DR5 alias DR6/DR7).  While a slot
+        # is enabled, `step`/`run` are the checking versions below; `_dwatch` maps each
+        # watched data page to its slots (such pages stay out of the translation caches,
+        # so every access to them takes the checking slow path) and `_xwatch` maps
+        # watched instruction addresses to their slot.
+        self.dr = [0, 0, 0, 0, 0, 0, DR6_INIT, DR7_INIT]
+        self._dwatch: dict[int, tuple] = {}
+        self._xwatch: dict[int, int] = {}
+        self._dhits: list[tuple[int, int, int, bool]] = []  # (slot, va, size, write)
+        self.in_instruction = False  # set while a checking step executes an instruction
         self._cache = cache
         self._phys = cache.phys
         self._frames = cache.phys.frames
@@ -346,6 +357,97 @@ class Cpu:
             self.instructions_retired += done
         return done
 
+    # -- debug registers --------------------------------------------------------------------
+
+    def set_debug_registers(self, addresses: list[int], dr7: int) -> None:
+        """Load DR0-DR3 and DR7 (what `mov drN, reg` does), and start or stop checking."""
+        old_pages = set(self._dwatch)
+        self.dr[0:4] = [a & M64 for a in addresses[:4]]
+        self.dr[7] = dr7
+        dwatch: dict[int, list] = {}
+        xwatch: dict[int, int] = {}
+        for w in decode_watches(self.dr):
+            if w.rw == RW_EXECUTE:
+                xwatch.setdefault(w.address, w.slot)
+                continue
+            entry = (w.slot, w.address, w.address + w.size, w.rw == RW_READWRITE)
+            dwatch.setdefault(w.address >> 12, []).append(entry)
+        self._dwatch = {vpn: tuple(v) for vpn, v in dwatch.items()}
+        self._xwatch = xwatch
+        # Newly watched pages leave the translation caches of every address space.
+        for ctx in self._all_ctxs():
+            for vpn in set(self._dwatch) - old_pages:
+                ctx.rtlb.pop(vpn, None)
+                ctx.wtlb.pop(vpn, None)
+        if self._dwatch or self._xwatch:
+            # Instance attributes shadow the plain methods: no cost while nothing is watched.
+            self.step = self._step_checked  # type: ignore[method-assign]
+            self.run = self._run_checked  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("step", None)
+            self.__dict__.pop("run", None)
+        self._dhits.clear()
+
+    def _check_data(self, va: int, n: int, write: bool) -> None:
+        """Record the watched slots an access of n bytes at va meets (hits are traps: they
+        are reported once the instruction completes)."""
+        last = (va + n - 1) >> 12
+        for vpn in (va >> 12, last) if last != va >> 12 else (last,):
+            for slot, lo, hi, rw in self._dwatch.get(vpn, ()):
+                if va < hi and lo < va + n and (write or rw):
+                    self._dhits.append((slot, va, n, write))
+
+    def _step_checked(self) -> None:
+        """step() with the debug registers armed: an instruction breakpoint faults before
+        the instruction (unless RF is set), data breakpoints trap after it."""
+        rip = self.rip
+        hits = self._dhits
+        hits.clear()
+        if self._fl & RF:
+            self._fl &= ~RF
+        else:
+            slot = self._xwatch.get(rip)
+            if slot is not None:
+                self.dr[6] |= 1 << slot
+                raise DebugException(rip, ((slot, rip, 1, "execute"),), fault=True)
+        self.in_instruction = True
+        try:
+            Cpu.step(self)
+        except BaseException:
+            hits.clear()  # a faulting instruction did not complete: no trap
+            raise
+        finally:
+            self.in_instruction = False
+        if self.rip == rip and getattr(self._icache.get(rip), "rep_string", False):
+            self._fl |= RF  # iterations remain: the resumed instruction must not re-hit
+        if hits:
+            raise self._data_trap()
+
+    def _data_trap(self) -> DebugException:
+        """The #DB trap for the recorded hits: one per slot (a write before a read)."""
+        best: dict[int, tuple[int, int, int, bool]] = {}
+        for hit in self._dhits:
+            if hit[0] not in best or (hit[3] and not best[hit[0]][3]):
+                best[hit[0]] = hit
+        self._dhits.clear()
+        for slot in best:
+            self.dr[6] |= 1 << slot
+        return DebugException(self.rip, tuple(
+            (slot, va, n, "write" if write else "read")
+            for slot, (_, va, n, write) in sorted(best.items())))
+
+    def take_data_hits(self) -> tuple[tuple[int, int, int, str], ...]:
+        """Hits recorded outside an instruction (push/pop on behalf of kernel routines);
+        sets their DR6 bits and forgets them."""
+        if not self._dhits:
+            return ()
+        return self._data_trap().hits
+
+    def _run_checked(self, count: int) -> int:
+        for _ in range(count):
+            self._step_checked()
+        return count
+
     def _page_fault(self, e: PageFault, rip: int) -> CpuException:
         self.cr2 = e.va
         return CpuException(14, e.error_code, rip, e.va, e.write)
@@ -415,7 +517,8 @@ class Cpu:
                 raise CpuException(13, 0)
             pa = self._mem.translate(va)
             fr = self._frames[pa >> 12]
-            self._rtlb[vpn] = fr
+            if vpn not in self._dwatch:
+                self._rtlb[vpn] = fr
         return fr
 
     def _wframe(self, va: int) -> bytearray | None:
@@ -428,14 +531,19 @@ class Cpu:
             pa = self._mem.translate(va, write=True)
             pfn = pa >> 12
             fr = self._frames[pfn]
-            self._rtlb[vpn] = fr
             if pfn in self._phys.watched:
+                if vpn not in self._dwatch:
+                    self._rtlb[vpn] = fr
                 return None
-            self._wtlb[vpn] = fr
+            if vpn not in self._dwatch:
+                self._rtlb[vpn] = fr
+                self._wtlb[vpn] = fr
         return fr
 
     def _rd(self, va: int, n: int) -> int:
         va &= M64
+        if self._dwatch:
+            self._check_data(va, n, False)
         off = va & 0xFFF
         if off + n <= PAGE:
             fr = self._rframe(va)
@@ -457,6 +565,8 @@ class Cpu:
 
     def _wr(self, va: int, n: int, value: int) -> None:
         va &= M64
+        if self._dwatch:
+            self._check_data(va, n, True)
         off = va & 0xFFF
         data = value.to_bytes(n, "little")
         if off + n <= PAGE:

@@ -49,3 +49,19 @@ class Halt(CpuException):
 
     def __init__(self, rip: int | None = None) -> None:
         super().__init__(-1, None, rip)
+
+
+class DebugException(CpuException):
+    """#DB (vector 1) from the debug registers.
+
+    ``hits`` holds (slot, address, size, access) with access "execute", "read" or "write".
+    An instruction breakpoint is a fault (``fault`` True: nothing executed, ``rip`` is the
+    instruction); data breakpoints are traps (the instruction completed, ``rip`` is the
+    next one, or the same rep string instruction when iterations remain).
+    """
+
+    def __init__(self, rip: int, hits: tuple[tuple[int, int, int, str], ...],
+                 fault: bool = False) -> None:
+        super().__init__(1, None, rip)
+        self.hits = hits
+        self.fault = fault

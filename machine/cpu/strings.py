@@ -5,6 +5,10 @@ elements complete, so a fault part-way leaves the completed iterations in place 
 still on the instruction.  One step executes at most ``REP_CHUNK`` elements and then
 returns its own address so that the next step resumes it, which keeps a huge rcx from
 stalling the machine.
+
+On pages with data breakpoints (``cpu._dwatch``) elements go one at a time through the
+checking accessors, and a hit ends the step after its iteration, as a #DB trap does on
+hardware (rip stays on the instruction while iterations remain).
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ def _acc_store(r, size: int, v: int) -> None:
 
 def make_string(op: str, size: int, rep: str | None, seg: str | None, rip: int, nxt: int):
     """A compiled string instruction.  op: movs stos lods cmps scas; rep: rep repe repne."""
+    fn = _make_string(op, size, rep, seg, rip, nxt)
+    # A resumed rep instruction is not fetched anew: instruction breakpoints do not hit it.
+    fn.rep_string = rep is not None  # type: ignore[attr-defined]
+    return fn
+
+
+def _make_string(op: str, size: int, rep: str | None, seg: str | None, rip: int, nxt: int):
     segf = _seg_base(seg)
     mask = _MASK[size]
     sb = 1 << (size * 8 - 1)
@@ -51,7 +62,8 @@ def make_string(op: str, size: int, rep: str | None, seg: str | None, rip: int, 
             while n and left:
                 s = (r[6] + base) & M64
                 t = r[7]
-                if d > 0 and n > 1:
+                if d > 0 and n > 1 and not (cpu._dwatch and (
+                        s >> 12 in cpu._dwatch or t >> 12 in cpu._dwatch)):
                     so = s & 4095
                     to = t & 4095
                     k = min(n, left, (4096 - so) // size, (4096 - to) // size)
@@ -76,6 +88,8 @@ def make_string(op: str, size: int, rep: str | None, seg: str | None, rip: int, 
                 left -= 1
                 if rep:
                     r[1] = n
+                if cpu._dhits:
+                    break
             return nxt if n == 0 else rip
         return movs
 
@@ -90,7 +104,7 @@ def make_string(op: str, size: int, rep: str | None, seg: str | None, rip: int, 
             left = REP_CHUNK
             while n and left:
                 t = r[7]
-                if d > 0 and n > 1:
+                if d > 0 and n > 1 and not (cpu._dwatch and t >> 12 in cpu._dwatch):
                     to = t & 4095
                     k = min(n, left, (4096 - to) // size)
                     if k > 1:
@@ -110,6 +124,8 @@ def make_string(op: str, size: int, rep: str | None, seg: str | None, rip: int, 
                 left -= 1
                 if rep:
                     r[1] = n
+                if cpu._dhits:
+                    break
             return nxt if n == 0 else rip
         return stos
 
@@ -130,6 +146,8 @@ def make_string(op: str, size: int, rep: str | None, seg: str | None, rip: int, 
                 left -= 1
                 if rep:
                     r[1] = n
+                if cpu._dhits:
+                    break
             return nxt if n == 0 else rip
         return lods
 
@@ -162,6 +180,8 @@ def make_string(op: str, size: int, rep: str | None, seg: str | None, rip: int, 
                         return nxt
                     if rep == "repne" and a == b:
                         return nxt
+                if cpu._dhits:
+                    break
             return nxt if n == 0 else rip
         return cmps
 

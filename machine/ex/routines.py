@@ -1,16 +1,25 @@
-"""Executive services drivers call: pool allocation and the system worker threads."""
+"""Executive services drivers call: pool allocation and free.
+
+The nt routines run the allocator and, when one of its checks fails, call KeBugCheckEx
+from the routine, so the crash stack runs through the pool routine that found it.
+"""
 
 from __future__ import annotations
 
-from machine.ex.pool import NONPAGED_POOL, PAGED_POOL, POOL_HEADER_SIZE
+from machine.ex.pool import NONPAGED_POOL, PAGED_POOL
+from machine.ex.poolcheck import PoolCorruption, bad_caller
+from machine.ke.bugcheck import crash
 from machine.ke.native import Call, routine
-from machine.types.view import Struct
+from machine.ke.processor import APC_LEVEL, DISPATCH_LEVEL
 
-BAD_POOL_HEADER = 0x19
-BAD_POOL_CALLER = 0xC2
-PROTECTED_POOL = 0x80000000
+POOL_FLAG_UNINITIALIZED = 0x2
 POOL_FLAG_NON_PAGED = 0x40
+POOL_FLAG_NON_PAGED_EXECUTE = 0x80
 POOL_FLAG_PAGED = 0x100
+BUG_CHECK_RET = 0x1A0  # where the pool routines call KeBugCheckEx
+# BAD_POOL_CALLER subcodes the routines raise themselves: (IRQL, pool type, size/address)
+ALLOCATE_AT_BAD_IRQL = 0x8
+FREE_AT_BAD_IRQL = 0x9
 
 
 def tag_text(tag: int) -> str:
@@ -19,36 +28,51 @@ def tag_text(tag: int) -> str:
 
 @routine("ExAllocatePoolWithTag", frame=0x48, size=0x200)
 def ExAllocatePoolWithTag(m, proc, a):
-    return allocate(m, PAGED_POOL if a[0] & 1 else NONPAGED_POOL, a[1], tag_text(a[2]),
-                    a.caller)
+    """(PoolType, NumberOfBytes, Tag): a reused block keeps what it held."""
+    pool = PAGED_POOL if a[0] & 1 else NONPAGED_POOL
+    block = yield from allocate(m, proc, pool, a[1], a[2], a.caller, zero=False)
+    return block
 
 
 @routine("ExAllocatePool2", frame=0x48, size=0x200)
 def ExAllocatePool2(m, proc, a):
+    """(Flags, NumberOfBytes, Tag): zeroed unless POOL_FLAG_UNINITIALIZED."""
     pool = PAGED_POOL if a[0] & POOL_FLAG_PAGED else NONPAGED_POOL
-    return allocate(m, pool, a[1], tag_text(a[2]), a.caller)
+    block = yield from allocate(m, proc, pool, a[1], a[2], a.caller,
+                                zero=not a[0] & POOL_FLAG_UNINITIALIZED)
+    return block
 
 
-def allocate(m, pool: int, size: int, tag: str, caller: int) -> int:
+def highest_irql(paged: bool) -> int:
+    """Paged pool may need a page-in, which needs APC_LEVEL or below; nonpaged pool is
+    taken under a spin lock, DISPATCH_LEVEL or below."""
+    return APC_LEVEL if paged else DISPATCH_LEVEL
+
+
+def allocate(m, proc, pool: int, size: int, tag: int, caller: int, zero: bool):
     """Special pool for drivers under Driver Verifier, the ordinary pool otherwise."""
     image = m.module_of(caller)
-    if image is not None and image.name in m.verified:
-        return m.pool.allocate_special(pool, size, tag)
-    return m.pool.allocate(pool, size, tag)
+    try:
+        if proc.irql > highest_irql(pool == PAGED_POOL):
+            raise bad_caller(ALLOCATE_AT_BAD_IRQL, proc.irql, pool, size)
+        if image is not None and image.name in m.verified:
+            return m.pool.allocate_special(pool, size, tag)
+        return m.pool.allocate_block(pool, size, tag, zero)
+    except PoolCorruption as bad:
+        yield Call(m.sym("KeBugCheckEx"), (bad.code, *bad.params), ret=BUG_CHECK_RET)
+    return 0
 
 
 @routine("ExFreePoolWithTag", frame=0x48, size=0x200)
 def ExFreePoolWithTag(m, proc, a):
     """(P, Tag): free a block, checking it the way the pool does before it trusts it."""
-    address, tag = a[0], a[1] & 0xFFFFFFFF
-    violation = check_free(m, proc.cpu.mem, address, tag)
-    if violation is not None:
-        code, params = violation
-        yield Call(m.sym("KeBugCheckEx"), (code, *params), ret=0x1A0)
-    if address in m.pool.big:
-        m.pool.big_freed.add(address)
-        return 0
-    Struct(proc.cpu.mem, "_POOL_HEADER", address - POOL_HEADER_SIZE).set("PoolType", 0)
+    try:
+        paged = m.pool.is_paged(a[0])
+        if proc.irql > highest_irql(paged):
+            raise bad_caller(FREE_AT_BAD_IRQL, proc.irql, int(paged), a[0])
+        m.pool.free_block(a[0], a[1] & 0xFFFFFFFF)
+    except PoolCorruption as bad:
+        yield Call(m.sym("KeBugCheckEx"), (bad.code, *bad.params), ret=BUG_CHECK_RET)
     return 0
 
 
@@ -58,26 +82,10 @@ def ExFreePool(m, proc, a):
     return status
 
 
-def check_free(m, space, address: int, tag: int) -> tuple[int, tuple] | None:
-    """The bugcheck a free of `address` with `tag` (0: any) raises, or None."""
-    if m.pool.is_special(address):
-        return None  # special pool blocks are checked by their guard pages
-    if address in m.pool.big:
-        if address in m.pool.big_freed:
-            return BAD_POOL_CALLER, (7, 0, 0, address)
-        return None
-    header = Struct(space, "_POOL_HEADER", address - POOL_HEADER_SIZE)
-    contents = space.read_int(header.address, 4)
-    if header.get("PoolType") == 0:
-        return BAD_POOL_CALLER, (7, 0, contents, address)  # already freed
-    own = header.get("PoolTag") & ~PROTECTED_POOL
-    if tag and own != tag & ~PROTECTED_POOL:
-        return BAD_POOL_CALLER, (0xA, address, own, tag)
-    # The block after this one must agree about where this one ends.
-    units = header.get("BlockSize")
-    following = header.address + units * 0x10
-    if following & 0xFFF and m.pool.carved_until(following):
-        nxt = Struct(space, "_POOL_HEADER", following)
-        if nxt.get("PreviousSize") != units:
-            return BAD_POOL_HEADER, (0x20, header.address, following, 0)
-    return None
+def bug_check_running(m, bad: PoolCorruption) -> None:
+    """Kernel code that called the pool directly (to allocate an IRP, an object) met
+    corruption: its processor stops with the pool's bug check.  Outside any processor's
+    step (while the machine is built) the corruption is an error of the simulator."""
+    proc = m.stepping
+    if proc is not None:
+        crash(m, proc, bad.code, bad.params)

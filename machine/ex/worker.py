@@ -118,5 +118,5 @@ def IopProcessWorkItem(m, proc, a):
 
 @routine("IoFreeWorkItem", frame=0x28, size=0x80)
 def IoFreeWorkItem(m, proc, a):
-    Struct(m.kspace, "_POOL_HEADER", a[0] - 0x10).set("PoolType", 0)
+    m.pool.free(a[0])
     return 0

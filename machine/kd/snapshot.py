@@ -2,7 +2,8 @@
 
 The machine is deterministic, so its state at any stop is a function of how it was
 booted and of the run-control actions applied since (runs with their budgets, steps,
-breakpoints set and cleared, break-ins).  A snapshot records exactly that; restoring
+steps over calls and out of functions, breakpoints and data breakpoints set and cleared,
+break-ins).  A snapshot records exactly that; restoring
 boots an identical machine and replays the journal.  (Kernel routines are suspended
 Python generators, which cannot be copied; replay needs no copy of them.)
 """
@@ -35,6 +36,14 @@ def replay(m, action: tuple) -> None:
         m.run(*args)
     elif kind == "step":
         m.step_instruction(*args)
+    elif kind == "p":
+        m.step_over(*args)
+    elif kind == "gu":
+        m.step_out(*args)
+    elif kind == "ba+":
+        m.set_data_breakpoint(*args)
+    elif kind == "ba-":
+        m.clear_data_breakpoint(*args)
     elif kind == "bp+":
         m.set_breakpoint(*args)
     elif kind == "bp-":

@@ -64,6 +64,7 @@ class NativeSpec:
     trap: bool = False  # entered by the CPU's exception/interrupt dispatch, frame = trap frame
     labels: tuple[tuple[str, int], ...] = ()  # public labels inside the routine
     error_code: bool = False  # trap handlers: the CPU pushed an error code
+    below_trap_frame: int = 0  # trap handlers: bytes allocated under the trap frame
 
 
 @dataclass
@@ -93,14 +94,16 @@ REGISTRY: dict[str, NativeSpec] = {}
 
 def routine(name: str, *, frame: int = 0x28, size: int = 0x80, module: str = "nt",
             trap: bool = False, labels: tuple[tuple[str, int], ...] = (),
-            error_code: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+            error_code: bool = False,
+            below_trap_frame: int = 0) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a native routine.  `frame` is what its prologue allocates; keep it 8 mod 16
     so calls it makes see a 16-byte aligned stack, as the x64 ABI requires."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in REGISTRY:
             raise ValueError(f"native routine {name} declared twice")
-        REGISTRY[name] = NativeSpec(name, module, frame, size, fn, trap, labels, error_code)
+        REGISTRY[name] = NativeSpec(name, module, frame, size, fn, trap, labels, error_code,
+                                    below_trap_frame)
         return fn
 
     return register

@@ -11,7 +11,7 @@ made ready at a higher priority than the one running on its processor preempts i
 from __future__ import annotations
 
 from machine.ke.processor import DPC_VECTOR, Processor
-from machine.ke.threads import READY, ThreadRec
+from machine.ke.threads import READY, TERMINATED, ThreadRec
 from machine.rtl.lists import insert_tail_list, remove_entry_list
 from machine.types.view import Struct
 
@@ -44,6 +44,11 @@ class Scheduler:
         m = self.m
         proc = self.processor_for(thread)
         kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
+        if kt.get("State") == TERMINATED:
+            from machine.machine import MachineError
+
+            # An exited thread never runs again: whoever readies it is a simulator bug.
+            raise MachineError(f"thread {thread.ethread:#x} has terminated")
         kt.set("State", READY)
         priority = thread.priority
         insert_tail_list(m.kspace, self._head(proc, priority), kt.addr("WaitListEntry"))

@@ -12,9 +12,17 @@ WAIT_BLOCK_SIZE = 0x30
 # _KOBJECTS values of the dispatcher objects waits understand
 EVENT_SYNCHRONIZATION, MUTANT_OBJECT, SEMAPHORE_OBJECT, TIMER_SYNCHRONIZATION = 1, 2, 5, 9
 THREAD_NOT_MUTEX_OWNER = 0x11
+STATUS_SUCCESS = 0
+STATUS_ABANDONED = 0x80  # STATUS_ABANDONED_WAIT_0: the mutant's owner exited holding it
+STATUS_USER_APC = 0xC0
 STATUS_KERNEL_APC = 0x100
+STATUS_ALERTED = 0x101
+STATUS_TIMEOUT = 0x102
 WAIT_ANY = 1
 KWAIT_BLOCK_STATE_WAITING = 4  # WaitBlockActive
+TIMER_WAIT_BLOCK = 3  # the wait block a thread's own timer uses
+KERNEL_MODE, USER_MODE = 0, 1
+DELAY_EXECUTION = 4  # _KWAIT_REASON DelayExecution
 
 
 @routine("KiSwapContext", frame=0x38, size=0x120)
@@ -40,7 +48,9 @@ def KiCommitThreadWait(m, proc, a):
 
 @routine("KeWaitForSingleObject", frame=0x58, size=0x300)
 def KeWaitForSingleObject(m, proc, a):
-    """(Object, WaitReason, WaitMode, Alertable, Timeout)"""
+    """(Object, WaitReason, WaitMode, Alertable, Timeout*): a timeout (100 ns units,
+    negative = relative) waits on the thread's timer too and ends with STATUS_TIMEOUT; a
+    zero timeout only tests the object."""
     from machine.ke.bugcheck import crash
 
     obj, reason, mode, alertable = a[0], a[1] & 0xFF, a[2] & 0xFF, a[3] & 0xFF
@@ -48,32 +58,103 @@ def KeWaitForSingleObject(m, proc, a):
     if proc.irql >= DISPATCH_LEVEL:
         # IRQL_NOT_LESS_OR_EQUAL: waiting is not allowed at DISPATCH_LEVEL or above.
         crash(m, proc, 0xA, (obj, proc.irql, 0, m.native_base["KeWaitForSingleObject"]))
+    due = due_time(m, proc.cpu.mem.read_u64(a[4])) if a[4] else None
     wait_irql = proc.irql
     while True:
         if signaled_for(m, obj, thread):
-            satisfy_wait(m, obj, thread)
-            return 0
+            return satisfy_wait(m, obj, thread)
+        alert = alert_status(m, thread, mode, alertable)
+        if alert is not None:
+            return alert
+        if due == 0:
+            return STATUS_TIMEOUT
         begin_wait(m, proc, thread, obj, reason, mode, alertable)
+        if due is not None:
+            arm_thread_timer(m, proc, thread, due)
         status = yield Call(m.sym("KiCommitThreadWait"), (thread.ethread, 0, 0, 0),
                             ret=0x233)
         # Resumed on whatever processor switched us in, at the IRQL of that switch: back
         # to the IRQL the wait began at.
         proc = m.processor_of(thread)
         m.set_irql(proc, wait_irql)
+        if due is not None:
+            _cancel_thread_timer(m, thread)
         if status != STATUS_KERNEL_APC:
             return status
         # Woken to run a kernel APC: let it be delivered, then wait again.
         yield Pause(at=0x2A0)
 
 
-def begin_wait(m, proc, thread, obj: int, reason: int, mode: int, alertable: int) -> None:
-    header = Struct(m.kspace, "_DISPATCHER_HEADER", obj)
+def due_time(m, timeout: int) -> int:
+    """A wait's timeout as the absolute system time it ends at (0: do not wait), so a
+    wait resumed after a kernel APC keeps its deadline."""
+    from machine.ke.timer import interrupt_time
+    from machine.machine import BOOT_SYSTEM_TIME
+
+    if timeout >> 63:  # relative
+        return BOOT_SYSTEM_TIME + interrupt_time(m) + ((1 << 64) - timeout)
+    return timeout
+
+
+def arm_thread_timer(m, proc, thread, due: int) -> None:
+    """Set the thread's own timer for `due` and add its wait block (the last of the
+    thread's four) to the wait being set up: the timer's expiry ends the wait with
+    STATUS_TIMEOUT."""
+    from machine.ke.timer import set_timer
+
     kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
-    wb = kt.addr("WaitBlock")
+    timer = kt.addr("Timer")
+    set_timer(m, proc, timer, due, 0, 0)
+    wb = kt.addr(f"WaitBlock[{TIMER_WAIT_BLOCK}]")
     w = Struct(m.kspace, "_KWAIT_BLOCK", wb)
     w.set("WaitType", WAIT_ANY)
     w.set("BlockState", KWAIT_BLOCK_STATE_WAITING)
-    w.set("WaitKey", 0)
+    w.set("WaitKey", STATUS_TIMEOUT)
+    w.set("Thread", thread.ethread)
+    w.set("Object", timer)
+    insert_tail_list(m.kspace, Struct(m.kspace, "_KTIMER", timer).addr("Header.WaitListHead"),
+                     wb)
+
+
+def _cancel_thread_timer(m, thread) -> None:
+    from machine.ke.timer import cancel
+
+    cancel(m, Struct(m.kspace, "_KTHREAD", thread.ethread).addr("Timer"))
+
+
+def alert_status(m, thread, mode: int, alertable: int) -> int | None:
+    """The status a wait ends with at once because of an alert or a user APC (Windows'
+    TestForAlertPending), or None: an alertable wait ends for an alert, or — waiting
+    from user mode — for a queued user APC, which becomes pending for delivery; a
+    non-alertable user-mode wait still ends for a user APC that is already pending."""
+    kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
+    if alertable:
+        if kt.get(f"Alerted[{mode}]"):
+            kt.set(f"Alerted[{mode}]", 0)
+            return STATUS_ALERTED
+        head = kt.addr(f"ApcState.ApcListHead[{USER_MODE}]")
+        if mode != KERNEL_MODE and m.kspace.read_u64(head) != head:
+            kt.set("ApcState.UserApcPending", 1)
+            return STATUS_USER_APC
+        if kt.get(f"Alerted[{KERNEL_MODE}]"):
+            kt.set(f"Alerted[{KERNEL_MODE}]", 0)
+            return STATUS_ALERTED
+    elif mode != KERNEL_MODE and kt.get("ApcState.UserApcPending"):
+        return STATUS_USER_APC
+    return None
+
+
+def begin_wait(m, proc, thread, obj: int, reason: int, mode: int, alertable: int,
+               block: int = 0, key: int = 0) -> None:
+    """Put the thread's wait block `block` on the object's wait list; `key` is the
+    status a wake through this block gives."""
+    header = Struct(m.kspace, "_DISPATCHER_HEADER", obj)
+    kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
+    wb = kt.addr(f"WaitBlock[{block}]")
+    w = Struct(m.kspace, "_KWAIT_BLOCK", wb)
+    w.set("WaitType", WAIT_ANY)
+    w.set("BlockState", KWAIT_BLOCK_STATE_WAITING)
+    w.set("WaitKey", key)
     w.set("Thread", thread.ethread)
     w.set("Object", obj)
     insert_tail_list(m.kspace, header.addr("WaitListHead"), wb)
@@ -88,16 +169,17 @@ def begin_wait(m, proc, thread, obj: int, reason: int, mode: int, alertable: int
 
 
 def unwait(m, thread, status: int) -> None:
-    """End a thread's wait with a status: its wait block leaves the object's list and
-    the thread becomes Ready."""
+    """End a thread's wait with a status: its wait blocks (the object's, and its timer's
+    for a timed wait) leave their objects' lists and the thread becomes Ready."""
     from machine.rtl.lists import initialize_list_head, remove_entry_list
 
     kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
-    wb = kt.get("WaitBlockList")
-    if wb:
-        remove_entry_list(m.kspace, wb)
-        initialize_list_head(m.kspace, wb)
-        Struct(m.kspace, "_KWAIT_BLOCK", wb).set("BlockState", 0)
+    for block in range(TIMER_WAIT_BLOCK + 1):
+        w = Struct(m.kspace, "_KWAIT_BLOCK", kt.addr(f"WaitBlock[{block}]"))
+        if w.get("BlockState") == KWAIT_BLOCK_STATE_WAITING:
+            remove_entry_list(m.kspace, w.address)
+            initialize_list_head(m.kspace, w.address)
+            w.set("BlockState", 0)
     kt.set("WaitStatus", status)
     kt.set("WaitBlockList", 0)
     m.make_ready(thread)
@@ -127,7 +209,11 @@ def NtWaitForSingleObject(m, proc, a):
     obj = lookup_handle(m, table, a[0])
     if obj is None:
         return 0xC0000008  # STATUS_INVALID_HANDLE
-    status = yield Call(m.sym("KeWaitForSingleObject"), (obj, 6, 1, a[1] & 0xFF, a[2]),
+    timeout = 0
+    if a[2]:  # captured into this frame: the kernel never waits on user memory
+        timeout = proc.cpu.regs[4] + 0x30
+        proc.cpu.mem.write_u64(timeout, proc.cpu.mem.read_u64(a[2]))
+    status = yield Call(m.sym("KeWaitForSingleObject"), (obj, 6, 1, a[1] & 0xFF, timeout),
                         ret=0x6A)
     return status
 
@@ -141,9 +227,11 @@ def signaled_for(m, obj: int, thread) -> bool:
     return header.get("SignalState") > 0
 
 
-def satisfy_wait(m, obj: int, thread) -> None:
+def satisfy_wait(m, obj: int, thread) -> int:
     """What satisfying a wait does to the object: a synchronization event resets, a
-    semaphore counts down, a mutant counts down and records its owner."""
+    semaphore counts down, a mutant counts down and records its owner.  Returns the
+    wait's status: STATUS_ABANDONED for the new owner of an abandoned mutant (which is
+    no longer abandoned once owned), else STATUS_SUCCESS."""
     header = Struct(m.kspace, "_DISPATCHER_HEADER", obj)
     kind = header.get("Type")
     if kind in (EVENT_SYNCHRONIZATION, TIMER_SYNCHRONIZATION):
@@ -157,6 +245,10 @@ def satisfy_wait(m, obj: int, thread) -> None:
             head = Struct(m.kspace, "_KTHREAD", thread.ethread).addr("MutantListHead")
             insert_tail_list(m.kspace, head, mutant.addr("MutantListEntry"))
         header.set("SignalState", header.get("SignalState") - 1)
+        if header.get("SignalState") == 0 and mutant.get("Abandoned"):
+            mutant.set("Abandoned", 0)
+            return STATUS_ABANDONED
+    return STATUS_SUCCESS
 
 
 def signal_waiters(m, obj: int) -> int:
@@ -171,8 +263,8 @@ def signal_waiters(m, obj: int) -> int:
         nxt = m.kspace.read_u64(entry)
         wb = Struct(m.kspace, "_KWAIT_BLOCK", entry)
         thread = m.thread_at(wb.get("Thread"))
-        satisfy_wait(m, obj, thread)
-        unwait(m, thread, wb.get("WaitKey"))
+        status = satisfy_wait(m, obj, thread)
+        unwait(m, thread, wb.get("WaitKey") | status)
         woken += 1
         entry = nxt
     return woken
@@ -262,3 +354,61 @@ def KeReleaseSemaphore(m, proc, a):
     header.set("SignalState", previous + (a[2] & 0xFFFFFFFF))
     signal_waiters(m, a[0])
     return previous
+
+
+def rundown_mutants(m, thread) -> None:
+    """KeRundownThread: every mutant the exiting thread owns is released as abandoned;
+    the next thread to own it gets STATUS_ABANDONED from its wait."""
+    from machine.rtl.lists import initialize_list_head, iterate_list, remove_entry_list
+
+    head = Struct(m.kspace, "_KTHREAD", thread.ethread).addr("MutantListHead")
+    off = Struct(m.kspace, "_KMUTANT", 0).offset("MutantListEntry")
+    for entry in list(iterate_list(m.kspace, head)):
+        remove_entry_list(m.kspace, entry)
+        initialize_list_head(m.kspace, entry)
+        mutant = Struct(m.kspace, "_KMUTANT", entry - off)
+        mutant.set("OwnerThread", 0)
+        mutant.set("Abandoned", 1)
+        mutant.set("Header.SignalState", 1)
+        signal_waiters(m, mutant.address)
+
+
+@routine("KeDelayExecutionThread", frame=0x58, size=0x300)
+def KeDelayExecutionThread(m, proc, a):
+    """(WaitMode, Alertable, Interval*): wait on the thread's own timer alone;
+    STATUS_SUCCESS when it expires, STATUS_USER_APC or STATUS_ALERTED when an alertable
+    delay ends early."""
+    mode, alertable = a[0] & 0xFF, a[1] & 0xFF
+    thread = proc.current
+    due = due_time(m, proc.cpu.mem.read_u64(a[2]))
+    timer = Struct(m.kspace, "_KTHREAD", thread.ethread).addr("Timer")
+    wait_irql = proc.irql
+    while True:
+        alert = alert_status(m, thread, mode, alertable)
+        if alert is not None:
+            return alert
+        begin_wait(m, proc, thread, timer, DELAY_EXECUTION, mode, alertable,
+                   block=TIMER_WAIT_BLOCK, key=STATUS_TIMEOUT)
+        from machine.ke.timer import set_timer
+
+        set_timer(m, proc, timer, due, 0, 0)
+        status = yield Call(m.sym("KiCommitThreadWait"), (thread.ethread, 0, 0, 0), ret=0x1E9)
+        proc = m.processor_of(thread)
+        m.set_irql(proc, wait_irql)
+        _cancel_thread_timer(m, thread)  # whatever ended the wait, the timer must not fire
+        if status == STATUS_TIMEOUT:
+            return STATUS_SUCCESS
+        if status != STATUS_KERNEL_APC:
+            return status
+        yield Pause(at=0x2B0)  # a kernel APC runs, then the delay goes on
+
+
+@routine("NtDelayExecution", frame=0x48, size=0x100)
+def NtDelayExecution(m, proc, a):
+    """(Alertable, DelayInterval*) from user mode: the interval is captured into this
+    routine's frame, as the kernel never waits on a pointer into user memory."""
+    local = proc.cpu.regs[4] + 0x20
+    proc.cpu.mem.write_u64(local, proc.cpu.mem.read_u64(a[1]))
+    status = yield Call(m.sym("KeDelayExecutionThread"), (USER_MODE, a[0] & 0xFF, local),
+                        ret=0x5E)
+    return status

@@ -80,6 +80,7 @@ NT_DATA = (
     ("ObpRootDirectoryObject", 0x8, ""),
     ("ObTypeIndexTable", 0x800, ""),
     ("ExpSystemResourcesList", 0x10, "_LIST_ENTRY"),
+    ("IopCancelSpinLock", 0x8, ""),
 )
 
 
@@ -102,6 +103,8 @@ def build_native_image(m, name: str, image: str, pdb: str, base: int, size: int,
         m.kspace.write_image(addr, body.ljust(spec.size, b"\xcc"))
         if spec.trap:
             unwind: Unwind = TRAP_UNWIND if spec.error_code else TRAP_UNWIND_NO_ERROR
+            if spec.below_trap_frame:
+                unwind += ((2, "alloc", spec.below_trap_frame),)
         elif spec.frame:
             unwind = ((len(body), "alloc", spec.frame),)
         else:

@@ -3,6 +3,9 @@ name-info header before that), object types, the directory namespace, handle tab
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from machine.ke.native import Call, routine
 from machine.types.view import Struct
 
 OBJECT_HEADER_BODY = 0x30
@@ -81,6 +84,28 @@ def insert_in_directory(m, directory: int, name: str, body: int) -> None:
     d.set(bucket, entry)
 
 
+def remove_from_directory(m, body: int) -> None:
+    """The directory entry naming the object goes (ObpDeleteDirectoryEntry); the object
+    itself lives on while referenced, nameless to lookups."""
+    h = Struct(m.kspace, "_OBJECT_HEADER", body - OBJECT_HEADER_BODY)
+    if not h.get("InfoMask") & OB_INFO_NAME:
+        return
+    info = Struct(m.kspace, "_OBJECT_HEADER_NAME_INFO", h.address - NAME_INFO_SIZE)
+    directory, name = info.get("Directory"), object_name(m, body)
+    if not directory or name is None:
+        return
+    d = Struct(m.kspace, "_OBJECT_DIRECTORY", directory)
+    link = d.addr(f"HashBuckets[{name_hash(name) % DIRECTORY_BUCKETS}]")
+    while entry := m.kspace.read_u64(link):
+        e = Struct(m.kspace, "_OBJECT_DIRECTORY_ENTRY", entry)
+        if e.get("Object") == body:
+            m.kspace.write_u64(link, e.get("ChainLink"))
+            free_pool_block(m, entry)
+            break
+        link = e.addr("ChainLink")
+    info.set("Directory", 0)
+
+
 def object_name(m, body: int) -> str | None:
     h = Struct(m.kspace, "_OBJECT_HEADER", body - OBJECT_HEADER_BODY)
     if not h.get("InfoMask") & OB_INFO_NAME:
@@ -89,22 +114,24 @@ def object_name(m, body: int) -> str | None:
     return m.kspace.read(us.get("Buffer"), us.get("Length")).decode("utf-16-le")
 
 
+def lookup_in_directory(m, directory: int, name: str) -> int | None:
+    """The object a directory holds under `name` (case-insensitive), or None."""
+    d = Struct(m.kspace, "_OBJECT_DIRECTORY", directory)
+    entry = d.get(f"HashBuckets[{name_hash(name) % DIRECTORY_BUCKETS}]")
+    while entry:
+        e = Struct(m.kspace, "_OBJECT_DIRECTORY_ENTRY", entry)
+        found = object_name(m, e.get("Object"))
+        if found is not None and found.lower() == name.lower():
+            return e.get("Object")
+        entry = e.get("ChainLink")
+    return None
+
+
 def lookup_object(m, path: str) -> int | None:
-    """ObpLookupObjectName over the directories in memory: `\\Device\\MyFault` -> body."""
-    current = m.kspace.read_u64(m.sym("nt!ObpRootDirectoryObject"))
-    for part in filter(None, path.split("\\")):
-        d = Struct(m.kspace, "_OBJECT_DIRECTORY", current)
-        entry = d.get(f"HashBuckets[{name_hash(part) % DIRECTORY_BUCKETS}]")
-        while entry:
-            e = Struct(m.kspace, "_OBJECT_DIRECTORY_ENTRY", entry)
-            name = object_name(m, e.get("Object"))
-            if name is not None and name.lower() == part.lower():
-                break
-            entry = e.get("ChainLink")
-        if not entry:
-            return None
-        current = Struct(m.kspace, "_OBJECT_DIRECTORY_ENTRY", entry).get("Object")
-    return current
+    """ObpLookupObjectName: `\\Device\\MyFault` -> body, through symbolic links."""
+    from machine.ob.symlink import lookup_object as lookup_through_links
+
+    return lookup_through_links(m, path)
 
 
 def create_directory(m, name: str, parent: int) -> int:
@@ -206,7 +233,10 @@ def remove_handle(m, handle_table: int, handle: int) -> int | None:
     m.kspace.write(entry, bytes(HANDLE_TABLE_ENTRY_SIZE))
     h = Struct(m.kspace, "_OBJECT_HEADER", body - OBJECT_HEADER_BODY)
     h.set("HandleCount", h.get("HandleCount") - 1)
-    h.set("PointerCount", h.get("PointerCount") - 1)
+    # The handle's reference goes; a process or thread whose last reference it was is
+    # deleted now (a file's close path still needs its object: files have no delete
+    # procedure here).
+    dereference(m, body)
     return body
 
 
@@ -216,3 +246,101 @@ def type_of(m, body: int) -> str:
     stored = Struct(m.kspace, "_OBJECT_HEADER", header).get("TypeIndex")
     index = stored ^ m.ob_header_cookie ^ ((header >> 8) & 0xFF)
     return next((name for name, i in OBJECT_TYPES.items() if i == index), "")
+
+
+# -- references and deletion --------------------------------------------------------
+#
+# An object lives while its header's PointerCount (which counts handles too) is above
+# zero.  When the last reference goes, the type's delete procedure runs (for the types
+# that have one here: processes and threads), then the block goes back to the pool.
+
+DELETE_PROCEDURES: dict[str, Callable] = {}
+
+
+def register_delete_procedure(type_name: str, procedure: Callable) -> None:
+    """The OBJECT_TYPE's DeleteProcedure: procedure(m, body) undoes the object's links."""
+    DELETE_PROCEDURES[type_name] = procedure
+
+
+def dereference(m, body: int, count: int = 1) -> int:
+    """ObfDereferenceObject: the new PointerCount; at zero the object is deleted."""
+    h = Struct(m.kspace, "_OBJECT_HEADER", body - OBJECT_HEADER_BODY)
+    remaining = h.get("PointerCount") - count
+    h.set("PointerCount", remaining)
+    if remaining == 0:
+        delete_object(m, body)
+    return remaining
+
+
+def delete_object(m, body: int) -> None:
+    """ObpRemoveObjectRoutine for the types with a delete procedure; objects of other
+    types stay where they are (their managers free them their own way)."""
+    type_name = type_of(m, body)
+    procedure = DELETE_PROCEDURES.get(type_name)
+    if procedure is None:
+        return
+    procedure(m, body)
+    kind = m.object_types.get(type_name)
+    if kind:
+        t = Struct(m.kspace, "_OBJECT_TYPE", kind)
+        t.set("TotalNumberOfObjects", t.get("TotalNumberOfObjects") - 1)
+    header = Struct(m.kspace, "_OBJECT_HEADER", body - OBJECT_HEADER_BODY)
+    block = header.address - (NAME_INFO_SIZE if header.get("InfoMask") & OB_INFO_NAME else 0)
+    free_pool_block(m, block)
+
+
+def free_pool_block(m, block: int) -> None:
+    """Give a block the object manager allocated back to the pool (ExFreePool, for frees
+    that happen outside any routine that could call it)."""
+    m.pool.free(block)
+
+
+def handles_in(m, handle_table: int) -> list[int]:
+    """The handles in use in a table, lowest first."""
+    table = Struct(m.kspace, "_HANDLE_TABLE", handle_table).get("TableCode") & ~7
+    return [index * 4 for index in range(1, HANDLES_PER_PAGE)
+            if Struct(m.kspace, "_HANDLE_TABLE_ENTRY",
+                      table + index * HANDLE_TABLE_ENTRY_SIZE).get("ObjectPointerBits")]
+
+
+def delete_handle_table(m, handle_table: int) -> None:
+    """ExDestroyHandleTable: the entry page and the table go back to the pool."""
+    free_pool_block(m, Struct(m.kspace, "_HANDLE_TABLE", handle_table).get("TableCode") & ~7)
+    free_pool_block(m, handle_table)
+
+
+@routine("ObfReferenceObject", frame=0x28, size=0x60)
+def ObfReferenceObject(m, proc, a):
+    """(Object) -> the new pointer count."""
+    reference(m, a[0])
+    return Struct(m.kspace, "_OBJECT_HEADER", a[0] - OBJECT_HEADER_BODY).get("PointerCount")
+
+
+REFERENCE_BY_POINTER = 0x18
+
+
+@routine("ObfDereferenceObject", frame=0x28, size=0x100)
+def ObfDereferenceObject(m, proc, a):
+    """(Object) -> the new pointer count; the last dereference deletes the object, and
+    one more than there were references is REFERENCE_BY_POINTER."""
+    h = Struct(m.kspace, "_OBJECT_HEADER", a[0] - OBJECT_HEADER_BODY)
+    if h.get("PointerCount") <= 0:
+        kind = m.object_types.get(type_of(m, a[0]), 0)
+        yield Call(m.sym("KeBugCheckEx"), (REFERENCE_BY_POINTER, kind, a[0], 0, 0), ret=0x4C)
+    return dereference(m, a[0])
+
+
+@routine("ObKillProcess", frame=0x48, size=0x200)
+def ObKillProcess(m, proc, a):
+    """(Process): close every handle in the process's table through the ordinary close
+    path (files get IRP_MJ_CLEANUP and IRP_MJ_CLOSE), then delete the table."""
+    ep = Struct(m.kspace, "_EPROCESS", a[0])
+    table = ep.get("ObjectTable")
+    if not table:
+        return 0
+    # The caller is the process's last thread: NtClose works on this very table.
+    while handles := handles_in(m, table):
+        yield Call(m.sym("NtClose"), (handles[0],), ret=0x9C)
+    ep.set("ObjectTable", 0)
+    delete_handle_table(m, table)
+    return 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from machine.ke.apc import init_apc_lists
 from machine.ke.threads import ProcessRec, ThreadRec
+from machine.ke.timer import initialize_timer
 from machine.mm.paging import AddressSpace
-from machine.ob.object import create_handle_table, create_object
+from machine.ob.object import create_handle_table, create_object, reference
 from machine.rtl.lists import initialize_list_head, insert_tail_list
 from machine.types.view import Struct
 
@@ -14,6 +15,8 @@ KERNEL_STACK_SIZE = 0x6000
 XSAVE_AREA = 0x9B0  # InitialStack sits this far below StackBase (the thread's XSAVE area)
 PROCESS_OBJECT, THREAD_OBJECT = 3, 6
 EVENT_SYNCHRONIZATION = 1
+TIMER_NOTIFICATION = 8
+STATUS_PENDING = 0x103  # a running process's or thread's exit status (STILL_ACTIVE)
 USER_STACK_TOP = 0x000000F000000000
 
 
@@ -44,6 +47,7 @@ def create_process(m, image: str, pid: int, parent_pid: int, session: int | None
     e.set("InheritedFromUniqueProcessId", parent_pid)
     e.set_bytes("ImageFileName", image.encode("ascii")[:14].ljust(15, b"\0"))
     e.set("CreateTime", m.system_time())
+    e.set("ExitStatus", STATUS_PENDING)
     rec = ProcessRec(ep, pid, image, space)
     if pid:
         e.set("ObjectTable", create_handle_table(m, pid))
@@ -93,6 +97,8 @@ def create_thread(m, process: ProcessRec, tid: int, start: str, *, system: bool 
     initialize_list_head(m.kspace, t.addr("Tcb.Header.WaitListHead"))
     initialize_list_head(m.kspace, t.addr("Tcb.MutantListHead"))
     init_apc_lists(m, et)
+    # The thread's own timer, which its delays (and timed waits) wait on.
+    initialize_timer(m, m.kspace, t.addr("Tcb.Timer"), TIMER_NOTIFICATION)
     t.set("Tcb.InitialStack", initial)
     t.set("Tcb.StackBase", stack_base)
     t.set("Tcb.StackLimit", stack_base - KERNEL_STACK_SIZE)
@@ -110,6 +116,7 @@ def create_thread(m, process: ProcessRec, tid: int, start: str, *, system: bool 
     t.set("Cid.UniqueProcess", process.pid)
     t.set("Cid.UniqueThread", tid)
     t.set("CreateTime", m.system_time())
+    t.set("ExitStatus", STATUS_PENDING)
     t.set("ThreadIoPriority", 2)
     t.set("ThreadPagePriority", 5)
     start_addr = m.sym(start)
@@ -125,6 +132,7 @@ def create_thread(m, process: ProcessRec, tid: int, start: str, *, system: bool 
         "ThreadListHead"), t.addr("ThreadListEntry"))
     ep = Struct(m.kspace, "_EPROCESS", process.eprocess)
     ep.set("ActiveThreads", ep.get("ActiveThreads") + 1)
+    reference(m, process.eprocess)  # a thread keeps its process's object alive
     rec = ThreadRec(et, tid, process, stack_base, stack_base - KERNEL_STACK_SIZE, initial,
                     priority=priority, ideal_processor=ideal, system=system, idle=idle)
     # First switch-in starts at the start routine with an empty frame below it: a zero

@@ -1,10 +1,9 @@
-"""Drivers' system threads: PsCreateSystemThread and thread exit."""
+"""Drivers' system threads: PsCreateSystemThread (PsTerminateSystemThread is with the
+rest of thread exit, in machine.ps.exit)."""
 
 from __future__ import annotations
 
-from machine.ke.native import Call, routine
-from machine.ke.threads import TERMINATED
-from machine.ke.wait import signal_waiters
+from machine.ke.native import routine
 from machine.ob.object import insert_handle
 from machine.types.view import Struct
 
@@ -29,25 +28,3 @@ def PsCreateSystemThread(m, proc, a):
         proc.cpu.mem.write_u64(a[4] + 8, thread.tid)
     m.make_ready(thread)
     return STATUS_SUCCESS
-
-
-def exit_thread(m, thread, status: int) -> None:
-    """PspExitThread's bookkeeping: terminated, signaled, no longer counted."""
-    et = Struct(m.kspace, "_ETHREAD", thread.ethread)
-    et.set("ExitStatus", status)
-    et.set("Terminated", 1)
-    et.set("ExitTime", m.system_time())
-    et.set("Tcb.State", TERMINATED)
-    et.set("Tcb.Header.SignalState", 1)
-    signal_waiters(m, thread.ethread)
-    ep = Struct(m.kspace, "_EPROCESS", thread.process.eprocess)
-    ep.set("ActiveThreads", ep.get("ActiveThreads") - 1)
-
-
-@routine("PsTerminateSystemThread", frame=0x38, size=0x100)
-def PsTerminateSystemThread(m, proc, a):
-    """(ExitStatus): the current system thread ends; it never runs again."""
-    thread = proc.current
-    exit_thread(m, thread, a[0] & 0xFFFFFFFF)
-    new = m.next_ready(proc) or proc.idle
-    yield Call(m.sym("KiSwapContext"), (thread.ethread, new.ethread), ret=0xA1)

@@ -119,10 +119,21 @@ class TypeCatalog:
     def __init__(self, data: dict) -> None:
         self.build: str = data["build"]
         self._types: dict[str, TypeDef] = {}
+        self.extend(data)
+
+    def extend(self, data: dict) -> None:
+        """Add the types of another file of the same build; a type already known keeps
+        its first layout (the reference facts win over a supplement)."""
+        if data["build"] != self.build:
+            raise ValueError(f"layouts of build {data['build']} added to {self.build}")
         for name, (kind, size, rows) in data["structs"].items():
+            if name.lower() in self._types:
+                continue
             fields = tuple(_field(r) for r in rows)
             self._types[name.lower()] = TypeDef(name, kind, size, fields, (), _index(fields))
         for name, (size, values) in data["enums"].items():
+            if name.lower() in self._types:
+                continue
             self._types[name.lower()] = TypeDef(name, "enum", size, (),
                                                 tuple((n, v) for n, v in values))
 
@@ -212,8 +223,16 @@ class TypeCatalog:
         return offset, f
 
 
+# The reference layouts, then layouts of the same build they lack (each with its source).
+LAYOUT_FILES = ("layouts-win10-19045-x64.json", "layouts-supplement.json")
+
+
 @cache
 def load_catalog() -> TypeCatalog:
     """The shipped Windows 10 19045 x64 catalog (loaded once per process)."""
-    text = (resources.files("machine.types") / "data" / "layouts-win10-19045-x64.json").read_text()
-    return TypeCatalog(json.loads(text))
+    data = resources.files("machine.types") / "data"
+    main, *more = (json.loads((data / name).read_text()) for name in LAYOUT_FILES)
+    catalog = TypeCatalog(main)
+    for extra in more:
+        catalog.extend(extra)
+    return catalog

@@ -47,10 +47,12 @@ COMPLETE_SUCCESS = """
 
 
 def device_driver(name: str, device: str, majors: dict[int, str], routines: dict[str, str],
-                  globals_: dict[str, int] | None = None, entry_tail: str = "") -> str:
+                  globals_: dict[str, int] | None = None, entry_tail: str = "",
+                  device_flags: int = 0) -> str:
     """TOML for a driver that creates \\Device\\<device> with a \\??\\<device> link and
     sets its MajorFunction entries; `entry_tail` runs at the end of DriverEntry (rbx =
-    the DriverObject).  A routine named CreateClose defaults to completing with success."""
+    the DriverObject).  A routine named CreateClose defaults to completing with success.
+    `device_flags` are or-ed into the device's Flags (DO_BUFFERED_IO, DO_DIRECT_IO)."""
     entry = ["    push    rbx", "    sub     rsp, 40h", "    mov     rbx, rcx"]
     for major, routine in sorted(majors.items()):
         entry += [f"    lea     rax, [{routine}]",
@@ -61,6 +63,9 @@ def device_driver(name: str, device: str, majors: dict[int, str], routines: dict
               "    mov     rcx, rbx", "    call    nt!IoCreateDevice",
               "    lea     rdx, [DeviceName]", "    lea     rcx, [LinkName]",
               "    call    nt!IoCreateSymbolicLink"]
+    if device_flags:
+        entry += ["    mov     rax, qword ptr [DeviceObject]",
+                  f"    or      dword ptr [rax+30h], 0{device_flags:X}h"]
     text = "\n".join(entry) + "\n" + entry_tail + \
         "    xor     eax, eax\n    add     rsp, 40h\n    pop     rbx\n    ret\n"
     parts = [f'[[driver]]\nname = "{name}"\nentry = "DriverEntry"\n',
@@ -75,15 +80,39 @@ def device_driver(name: str, device: str, majors: dict[int, str], routines: dict
     return "\n".join(parts)
 
 
-def client_program(device: str, steps: list[str], at_tick: int = 2) -> str:
-    """A start_process event: client.exe opens \\\\.\\<device> and runs `steps` (TOML
-    inline tables, `{device}` standing for the device path)."""
+def client_program(device: str, steps: list[str], at_tick: int = 2,
+                   overlapped: bool = False) -> str:
+    """A start_process event: client.exe opens \\\\.\\<device> (for asynchronous I/O if
+    `overlapped`) and runs `steps` (TOML inline tables, `{device}` standing for the device
+    path)."""
     path = f"'\\\\.\\{device}'"
-    body = ",\n    ".join([f"{{ open = {path} }}"] + [s.replace("{device}", path)
-                                                       for s in steps])
+    opening = f"{{ open = {path}, async = true }}" if overlapped else f"{{ open = {path} }}"
+    body = ",\n    ".join([opening] + [s.replace("{device}", path) for s in steps])
     return (f'[[event]]\nat_tick = {at_tick}\naction = "start_process"\n'
             f'image = "client.exe"\nprogram = [\n    {body},\n]\n')
 
 
 def scenario_header(name: str, cpus: int = 2, seed: int = 1) -> str:
     return f'[scenario]\nname = "{name}"\n[machine]\ncpus = {cpus}\nseed = {seed}\n'
+
+
+def pool_in_use(m, tag: str) -> int:
+    """Blocks of a tag allocated and not freed, from nt!PoolTrackTable (as !poolused
+    reads it)."""
+    from machine.ex.pool import tag_value
+    from machine.ex.pooltrack import tag_hash
+    from machine.types.view import Struct, sizeof
+
+    key = tag_value(tag)
+    table = m.kspace.read_u64(m.sym("nt!PoolTrackTable"))
+    entries = m.kspace.read_u64(m.sym("nt!PoolTrackTableSize"))
+    index = tag_hash(key, entries - 1)
+    for _ in range(entries):
+        e = Struct(m.kspace, "_POOL_TRACKER_TABLE", table + index * sizeof("_POOL_TRACKER_TABLE"))
+        if e.get("Key") & 0xFFFFFFFF == key:
+            return (e.get("NonPagedAllocs") - e.get("NonPagedFrees")
+                    + e.get("PagedAllocs") - e.get("PagedFrees"))
+        if e.get("Key") == 0:
+            return 0
+        index = (index + 1) & (entries - 1)
+    return 0

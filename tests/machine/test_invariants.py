@@ -1,6 +1,7 @@
 """Invariants after seeded random runs on 1, 2 and 8 CPUs, checked through memory:
 every thread is in one state and on the matching list, lists are doubly linked, a walk
-of the pool pages finds every allocation, and no DPC runs below DISPATCH_LEVEL."""
+of the pool agrees with its free lists and tag counters, and no DPC runs below
+DISPATCH_LEVEL."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import random
 
 import pytest
 
-from machine.ex.pool import BLOCK_UNIT, POOL_HEADER_SIZE
+from machine.ex.pool import (
+    BLOCK_UNIT,
+    NONPAGED_POOL,
+    PAGE_UNITS,
+    PAGED_POOL,
+    POOL_HEADER_SIZE,
+)
 from machine.machine import STEPS_PER_TICK
 from machine.ps.create import create_thread
 from machine.types.view import Struct
@@ -152,23 +159,60 @@ def check_processes(m):
 
 
 def check_pool(m) -> None:
-    found = set(m.pool.big)
-    for region in m.pool.regions.values():
-        for page, carved in region.carved.items():
-            if not m.kspace.get_pte(page) & 1:
-                continue  # paged out: its blocks are checked when it comes back
-            offset, previous = 0, 0
-            while offset < carved:
+    """Walk the pool in memory: headers tile every page and agree with their neighbours,
+    no two free blocks touch, the free blocks are exactly the entries of their size's
+    free list, and each tag's counters in PoolTrackTable match the blocks in use (small
+    ones found by the walk, big ones in PoolBigPageTable)."""
+    used: dict[tuple[int, int], list[int]] = {}  # (tag, pool) -> [blocks, bytes]
+    for pool in (NONPAGED_POOL, PAGED_POOL):
+        heads, listed, free = m.pool.list_heads(pool), set(), set()
+        for units in range(1, PAGE_UNITS + 1):
+            for entry in check_links(m, heads + (units - 1) * 0x10):
+                h = Struct(m.kspace, "_POOL_HEADER", entry - POOL_HEADER_SIZE)
+                assert h.get("PoolType") == 0 and h.get("BlockSize") == units
+                listed.add(entry)
+        for page in m.pool.small_pages(pool):
+            assert m.kspace.get_pte(page) & 1  # nothing is trimmed in these runs
+            offset, previous, previous_free = 0, 0, False
+            while offset < 0x1000:
                 h = Struct(m.kspace, "_POOL_HEADER", page + offset)
                 assert h.get("PreviousSize") == previous
                 units = h.get("BlockSize")
                 assert units > 0
-                found.add(page + offset + POOL_HEADER_SIZE)
+                if h.get("PoolType") == 0:
+                    assert not previous_free  # freeing merges free neighbours
+                    if units >= 2:
+                        free.add(page + offset + POOL_HEADER_SIZE)
+                else:
+                    assert h.get("PoolType") == pool + 1
+                    count = used.setdefault((h.get("PoolTag"), pool), [0, 0])
+                    count[0] += 1
+                    count[1] += units * BLOCK_UNIT
+                previous_free = h.get("PoolType") == 0
                 offset += units * BLOCK_UNIT
                 previous = units
-            assert offset == carved
-    resident = [a for a in m.pool.allocations if m.kspace.get_pte(a & ~0xFFF) & 1]
-    assert set(resident) <= found
+            assert offset == 0x1000
+        assert free == listed
+    table = m.kspace.read_u64(m.sym("nt!PoolBigPageTable"))
+    for i in range(m.kspace.read_u64(m.sym("nt!PoolBigPageTableSize"))):
+        e = Struct(m.kspace, "_POOL_TRACKER_BIG_PAGES", table + i * 0x18)
+        if not e.get("Va") & 1:
+            pool = e.get("PoolType") & 1
+            assert e.get("Va") & 0xFFF == 0 and m.pool.is_paged(e.get("Va")) == bool(pool)
+            count = used.setdefault((e.get("Key"), pool), [0, 0])
+            count[0] += 1
+            count[1] += e.get("NumberOfBytes")
+    table = m.kspace.read_u64(m.sym("nt!PoolTrackTable"))
+    counted = {}
+    for i in range(m.kspace.read_u64(m.sym("nt!PoolTrackTableSize"))):
+        t = Struct(m.kspace, "_POOL_TRACKER_TABLE", table + i * 0x38)
+        key = t.get("Key") & 0xFFFFFFFF
+        if key:
+            for pool, kind in ((NONPAGED_POOL, "NonPaged"), (PAGED_POOL, "Paged")):
+                blocks = t.get(f"{kind}Allocs") - t.get(f"{kind}Frees")
+                if blocks or t.get(f"{kind}Bytes"):
+                    counted[(key, pool)] = [blocks, t.get(f"{kind}Bytes")]
+    assert counted == used
 
 
 @pytest.mark.parametrize("cpus, seed", [(1, 11), (2, 12), (8, 13)])

@@ -1,4 +1,5 @@
-"""Pool blocks carry real headers; freeing checks them the way the pool does."""
+"""Pool blocks carry real headers; freeing checks them the way the pool does; the pool
+is called at the IRQLs it allows; paged pool that was trimmed comes back when touched."""
 
 from __future__ import annotations
 
@@ -29,17 +30,6 @@ ROUTINES = {
     call    nt!ExFreePoolWithTag
 df_park:
     jmp     df_park
-""",
-    "Overrun": ALLOC_TWO + """
-    mov     rdi, qword ptr [BlockA]
-    mov     eax, 4Fh                ; 'O', as NotMyFault writes it
-    mov     ecx, 50h                ; 0x10 bytes past the end: over B's pool header
-    rep     stosb
-    mov     edx, 74736554h
-    mov     rcx, qword ptr [BlockA]
-    call    nt!ExFreePoolWithTag
-ov_park:
-    jmp     ov_park
 """,
     "WrongTag": ALLOC_TWO + """
     mov     edx, 656E6F4Eh          ; 'None'
@@ -85,15 +75,6 @@ def test_freeing_with_another_tag_is_bad_pool_caller_a():
     assert m.bugcheck.params[2:] == (0x74736554, 0x656E6F4E)
 
 
-def test_an_overrun_into_the_next_header_is_found_at_free_as_bad_pool_header():
-    m = crash("Overrun")
-    a = m.kspace.read_u64(m.sym("pooler!BlockA"))
-    assert m.bugcheck.code == 0x19
-    assert m.bugcheck.params[:3] == (0x20, a - POOL_HEADER_SIZE, a + 0x40)
-    # the next header really holds the fill pattern
-    assert m.kspace.read(a + 0x40, 4) == b"OOOO"
-
-
 OVERRUN_TEMPLATE = """
     sub     rsp, 28h
     mov     r8d, 74736554h                  ; 'Test'
@@ -125,3 +106,67 @@ def test_special_pool_catches_an_overrun_at_the_first_byte_past_the_block():
     address, write, rip, _ = m.bugcheck.params
     assert address == block + 0x40 and write == 1
     assert m.sym("pooler!Overrun") < rip < m.sym("pooler!Overrun") + 0x40
+
+
+PAGED_AT_DISPATCH = """
+    sub     rsp, 28h
+    mov     eax, 2
+    mov     cr8, rax                        ; DISPATCH_LEVEL
+    mov     r8d, 74736554h
+    mov     edx, 40h
+    mov     ecx, 1                          ; PagedPool
+    call    nt!ExAllocatePoolWithTag
+pd_park:
+    jmp     pd_park
+"""
+
+
+def test_allocating_paged_pool_at_dispatch_level_is_bad_pool_caller_8():
+    m = boot_probe("pooler", {"PagedAtDispatch": PAGED_AT_DISPATCH}, GLOBALS, cpus=1)
+    start_system_thread(m, 0x8000, m.sym("pooler!PagedAtDispatch"))
+    assert m.run(100_000).reason == "bugcheck"
+    assert m.bugcheck.code == 0xC2
+    assert m.bugcheck.params == (8, 2, 1, 0x40)  # IRQL, pool type, size
+
+
+TRIMMED = """
+    sub     rsp, 28h
+    mov     r8d, 74736554h
+    mov     edx, 40h
+    mov     ecx, 1                          ; PagedPool
+    call    nt!ExAllocatePoolWithTag
+    mov     qword ptr [BlockA], rax
+tr_wait:
+    cmp     qword ptr [BlockB], 0
+    je      tr_wait
+    mov     edx, 74736554h
+    mov     rcx, qword ptr [BlockA]
+    call    nt!ExFreePoolWithTag
+    mov     r8d, 74736554h
+    mov     edx, 40h
+    mov     ecx, 1
+    call    nt!ExAllocatePoolWithTag
+    mov     qword ptr [BlockB], rax
+tr_park:
+    jmp     tr_park
+"""
+
+
+def test_the_pool_brings_trimmed_paged_pool_back_to_free_and_allocate():
+    from machine.events import trim_paged_pool
+    from machine.mm.paging import PTE_PRESENT
+
+    m = boot_probe("pooler", {"Trimmed": TRIMMED}, GLOBALS, cpus=1)
+    start_system_thread(m, 0x8000, m.sym("pooler!Trimmed"))
+    m.run(20_000)
+    a = m.kspace.read_u64(m.sym("pooler!BlockA"))
+    assert m.pool.is_paged(a)
+    trim_paged_pool(m)  # every paged-pool page leaves the working set
+    assert not m.kspace.get_pte(a) & PTE_PRESENT
+    m.kspace.write_u64(m.sym("pooler!BlockB"), 1)
+    m.run(20_000)
+    assert m.bugcheck is None
+    assert m.kspace.get_pte(a) & PTE_PRESENT  # the free faulted it back in
+    b = m.kspace.read_u64(m.sym("pooler!BlockB"))
+    h = Struct(m.kspace, "_POOL_HEADER", b - POOL_HEADER_SIZE)
+    assert b != 1 and h.get("PoolType") == 2 and h.get("PoolTag") == tag_value("Test")
