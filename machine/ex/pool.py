@@ -31,6 +31,7 @@ Paged-pool pages can be trimmed from the working set and are faulted back in whe
 from __future__ import annotations
 
 import bisect
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -191,21 +192,21 @@ class Pool:
 
     def _set_header(self, at: int, previous: int, units: int, pool_type: int,
                     tag: int) -> None:
-        h = Struct(self.mem, "_POOL_HEADER", at)
-        h.set("PreviousSize", previous)
-        h.set("PoolIndex", 0)
-        h.set("BlockSize", units)
-        h.set("PoolType", pool_type)
-        h.set("PoolTag", tag)
-        h.set("ProcessBilled", 0)
+        # One write of the whole header (19045 layout: the four one-byte bitfields
+        # PreviousSize, PoolIndex, BlockSize, PoolType, then PoolTag, ProcessBilled).
+        self.mem.write(at, struct.pack("<BBBBIQ", previous, 0, units, pool_type,
+                                       tag & 0xFFFFFFFF, 0))
 
     def _take_free(self, region: PoolRegion, units: int, tag: int) -> int | None:
         """The header of a block taken off a free list (split to `units` if it is larger)."""
-        for have in range(units, POOL_LISTS):
-            head = region.head(have)
-            entry = self.mem.read_u64(head)
+        # The list heads are read in one go: most of them are empty.
+        first = region.head(units)
+        heads = self.mem.read(first, (POOL_LISTS - units) * LIST_ENTRY_SIZE)
+        for i, (entry, _) in enumerate(struct.iter_unpack("<QQ", heads)):
+            head = first + i * LIST_ENTRY_SIZE
             if entry == head:
                 continue
+            have = units + i
             check_entry(self.mem, entry)
             header = entry - POOL_HEADER_SIZE
             h = Struct(self.mem, "_POOL_HEADER", header)
