@@ -58,16 +58,13 @@ def letter_commands() -> set[str]:
 
 
 def load_all() -> None:
-    """Import every command family module so that the registry is complete."""
-    from commands import (  # noqa: F401
-        analyze,
-        evaluate,
-        memory,
-        meta,
-        modules,
-        process,
-        registers,
-        stack,
-        types_cmd,
-        unassemble,
-    )
+    """Import every module of the commands package (in name order, so the registry's
+    order never depends on the file system): each command family registers itself."""
+    import importlib
+    import pkgutil
+
+    import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        if not info.ispkg:
+            importlib.import_module(f"commands.{info.name}")
