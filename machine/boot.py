@@ -34,6 +34,8 @@ from machine.rtl.lists import initialize_list_head
 from machine.types.view import Struct
 
 KPCR_STRIDE = 0xC000
+PCR_VERSION = 1  # PCR_MAJOR_VERSION and PCR_MINOR_VERSION on x64
+CPU_FAMILY, CPU_MODEL, CPU_STEPPING, CPU_MHZ = 6, 0x9E, 0xA, 3000
 POOL_REGION_SIZE = 0x100000000
 NT_BUILD = 19045
 NT_TIMESTAMP = 0x6456F5D1  # ntoskrnl 10.0.19045.2965 image timestamp
@@ -116,8 +118,22 @@ def _processors(m: Machine) -> None:
         prcb = k.addr("Prcb")
         k.set("Self", pcr)
         k.set("CurrentPrcb", prcb)
+        k.set("MajorVersion", PCR_VERSION)
+        k.set("MinorVersion", PCR_VERSION)
         p = Struct(m.kspace, "_KPRCB", prcb)
         p.set("Number", i)
+        p.set("LegacyNumber", i)
+        p.set("GroupSetMember", 1 << i)
+        p.set("GroupIndex", i)
+        p.set("InitialApicId", i)
+        # The simulated processor identifies as one model of a real family.
+        p.set("CpuType", CPU_FAMILY)
+        p.set("CpuID", 1)
+        p.set("CpuModel", CPU_MODEL)
+        p.set("CpuStepping", CPU_STEPPING)
+        p.set("MHz", CPU_MHZ)
+        p.set("CFlushSize", 64)
+        p.set_bytes("VendorString", b"GenuineIntel\0")
         for priority in range(32):
             initialize_list_head(m.kspace, p.addr(f"DispatcherReadyListHead[{priority}]"))
         m.kspace.write_u64(m.sym("nt!KiProcessorBlock") + 8 * i, prcb)

@@ -55,14 +55,12 @@ from machine.ex.poolcheck import (
     bad_header,
     check_entry,
     check_head,
-    initialize_head,
-    insert_head,
-    remove_entry,
 )
 from machine.ex.poolmemory import PoolMemory
 from machine.ex.pooltrack import PROTECTED_POOL, TRACK_TABLE_ENTRIES, TrackTable
 from machine.mm.layout import RegionAllocator
 from machine.mm.physical import PAGE_SIZE
+from machine.rtl.lists import initialize_list_head, insert_head_list, remove_entry_list
 from machine.types.view import Struct, sizeof
 
 NONPAGED_POOL = 0
@@ -215,7 +213,7 @@ class Pool:
             rest = have - units
             if rest >= 2:
                 check_head(self.mem, region.head(rest))
-            remove_entry(self.mem, entry)
+            remove_entry_list(self.mem, entry)
             old_tag = h.get("PoolTag")
             self._set_header(header, h.get("PreviousSize"), units if rest else have,
                              in_use_type(region.pool), tag)
@@ -231,8 +229,8 @@ class Pool:
         following = at + units * BLOCK_UNIT
         if following & (PAGE_SIZE - 1):
             Struct(self.mem, "_POOL_HEADER", following).set("PreviousSize", units)
-        if units >= 2:
-            insert_head(self.mem, region.head(units), at + POOL_HEADER_SIZE)
+        if units >= 2:  # first on its list: a freed block is the next one handed out
+            insert_head_list(self.mem, region.head(units), at + POOL_HEADER_SIZE)
 
     def _carve(self, region: PoolRegion, units: int, tag: int) -> int:
         """A fresh page: the block at its start, the rest of the page one free block."""
@@ -347,9 +345,9 @@ class Pool:
         # Checked: now change memory.
         own = h.get("PoolTag")
         if merge_next and nxt is not None and nxt.get("BlockSize") >= 2:
-            remove_entry(self.mem, nxt.address + POOL_HEADER_SIZE)
+            remove_entry_list(self.mem, nxt.address + POOL_HEADER_SIZE)
         if merge_prev and previous >= 2:
-            remove_entry(self.mem, start + POOL_HEADER_SIZE)
+            remove_entry_list(self.mem, start + POOL_HEADER_SIZE)
         h.set("PoolType", 0)  # a second free of this address finds it free
         if total == PAGE_UNITS:
             region.small.discard(page)
@@ -472,7 +470,7 @@ def init_pool(m) -> None:
                            (pool.regions[PAGED_POOL], "nt!ExpPagedPoolListHeads")):
         region.heads = m.sym(symbol)
         for units in range(1, POOL_LISTS + 1):
-            initialize_head(pool.mem, region.head(units))
+            initialize_list_head(pool.mem, region.head(units))
     pool.tracker = TrackTable(pool.mem, m.sym("nt!PoolTrackTable"),
                               m.sym("nt!PoolTrackTableSize"))
     pool.tracker.place(pool.take_nonpaged_pages(

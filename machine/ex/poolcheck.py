@@ -69,24 +69,3 @@ def check_entry(mem, entry: int) -> None:
 def check_head(mem, head: int) -> None:
     """Before linking in at a list head: its neighbours must point back at it."""
     check_entry(mem, head)
-
-
-def initialize_head(mem, head: int) -> None:
-    mem.write_u64(head, head)
-    mem.write_u64(head + 8, head)
-
-
-def remove_entry(mem, entry: int) -> None:
-    """Unlink a checked entry."""
-    flink, blink = mem.read_u64(entry), mem.read_u64(entry + 8)
-    mem.write_u64(blink, flink)
-    mem.write_u64(flink + 8, blink)
-
-
-def insert_head(mem, head: int, entry: int) -> None:
-    """Link an entry first on a checked list (a freed block is the next one handed out)."""
-    first = mem.read_u64(head)
-    mem.write_u64(entry, first)
-    mem.write_u64(entry + 8, head)
-    mem.write_u64(first + 8, entry)
-    mem.write_u64(head, entry)

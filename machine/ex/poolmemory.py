@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from machine.mm.paging import PageFault
+from machine.mm.paging import IntAccess, PageFault
 
 
-class PoolMemory:
+class PoolMemory(IntAccess):
     """Kernel memory as the pool touches it: a trimmed paged-pool page is brought back
     before the access (the pool runs where it may wait for a page-in)."""
 
@@ -31,18 +31,6 @@ class PoolMemory:
             if not self.page_in(fault.va):
                 raise
         self.write(va, data)
-
-    def read_int(self, va: int, size: int, signed: bool = False) -> int:
-        return int.from_bytes(self.read(va, size), "little", signed=signed)
-
-    def write_int(self, va: int, size: int, value: int) -> None:
-        self.write(va, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
-
-    def read_u64(self, va: int) -> int:
-        return self.read_int(va, 8)
-
-    def write_u64(self, va: int, value: int) -> None:
-        self.write_int(va, 8, value)
 
     def peek_u64(self, va: int) -> int | None:
         """A pointer's target, or None when nothing readable is there."""

@@ -21,12 +21,12 @@ from machine.io.irp import (
     KERNEL_MODE,
     STATUS_INVALID_HANDLE,
     STATUS_SUCCESS,
-    file_object_of,
 )
 from machine.ke.irql import LOCK_QUEUE_OWNER, LOCK_QUEUE_WAIT
 from machine.ke.native import Call, Pause, routine
 from machine.ke.processor import APC_LEVEL, DISPATCH_LEVEL
 from machine.mm.paging import PageFault
+from machine.ob.object import handle_object_of_type
 from machine.rtl.lists import initialize_list_head, remove_entry_list
 from machine.types.view import Struct
 
@@ -150,7 +150,7 @@ def NtCancelIoFile(m, proc, a):
     wait (10 ms at a time) until none is left; the status block says success."""
     thread = proc.current
     space = proc.cpu.mem
-    file_obj = file_object_of(m, thread, a[0])
+    file_obj = handle_object_of_type(m, thread, a[0], "File")
     if file_obj is None:
         return STATUS_INVALID_HANDLE
 

@@ -16,8 +16,6 @@ from machine.io.completion import drop_irp
 from machine.io.irp import (
     IO_READ_ACCESS,
     IO_WRITE_ACCESS,
-    IRP_BUFFERED_IO,
-    IRP_DEALLOCATE_BUFFER,
     IRP_DEFER_IO_COMPLETION,
     IRP_INPUT_OPERATION,
     IRP_MJ_DEVICE_CONTROL,
@@ -25,20 +23,23 @@ from machine.io.irp import (
     METHOD_IN_DIRECT,
     METHOD_NEITHER,
     STATUS_ACCESS_VIOLATION,
-    STATUS_INSUFFICIENT_RESOURCES,
     USER_MODE,
     next_stack_location,
     queue_irp_to_thread,
 )
-from machine.io.mdl import allocate_mdl
-from machine.io.service import IOP_OTHER_TRANSFER, Request, open_request, user_irp
+from machine.io.service import (
+    IOP_OTHER_TRANSFER,
+    Request,
+    attach_system_buffer,
+    lock_user_buffer,
+    open_request,
+    user_irp,
+)
 from machine.ke.native import Call, routine
-from machine.mm.mdl import probe_and_lock
 from machine.mm.paging import PageFault
 from machine.types.view import Struct
 
 IRP_MJ_FILE_SYSTEM_CONTROL = 0x0D
-SYSTEM_BUFFER_TAG = "IoSB"
 
 
 @routine("NtDeviceIoControlFile", frame=0x68, size=0x100)
@@ -87,18 +88,15 @@ def attach_buffers(m, proc, irp_addr: int, method: int, in_buf: int, in_len: int
     (what the probe raised) if the caller's memory is not usable."""
     irp = Struct(m.kspace, "_IRP", irp_addr)
     space = proc.cpu.mem
-    flags = 0
     try:
         if method == METHOD_BUFFERED:
             length = max(in_len, out_len)
             if length:
-                system = m.pool.allocate(0, length, SYSTEM_BUFFER_TAG)
-                irp.set("AssociatedIrp.SystemBuffer", system)
-                flags = IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER
+                system = attach_system_buffer(m, irp_addr, length)
                 if in_buf and in_len:
                     m.kspace.write(system, space.read(in_buf, in_len))
-                if out_buf:
-                    flags |= IRP_INPUT_OPERATION
+                if out_buf:  # completion copies the output back to the caller
+                    irp.set("Flags", irp.get("Flags") | IRP_INPUT_OPERATION)
                 irp.set("UserBuffer", out_buf)
         elif method == METHOD_NEITHER:
             irp.set("UserBuffer", out_buf)
@@ -106,20 +104,13 @@ def attach_buffers(m, proc, irp_addr: int, method: int, in_buf: int, in_len: int
             sl.set("Parameters.DeviceIoControl.Type3InputBuffer", in_buf)
         else:
             if in_buf and in_len:
-                system = m.pool.allocate(0, in_len, SYSTEM_BUFFER_TAG)
-                irp.set("AssociatedIrp.SystemBuffer", system)
-                flags = IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER
+                system = attach_system_buffer(m, irp_addr, in_len)
                 m.kspace.write(system, space.read(in_buf, in_len))
             if out_len:
-                mdl = allocate_mdl(m, out_buf, out_len, False, irp_addr)
-                if not mdl:
-                    return STATUS_INSUFFICIENT_RESOURCES
                 access = IO_READ_ACCESS if method == METHOD_IN_DIRECT else IO_WRITE_ACCESS
-                status = probe_and_lock(m, proc, mdl, USER_MODE, access)
+                status = lock_user_buffer(m, proc, irp_addr, out_buf, out_len, access)
                 if status:
                     return status
     except PageFault:
         return STATUS_ACCESS_VIOLATION
-    finally:
-        irp.set("Flags", irp.get("Flags") | flags)
     return 0

@@ -130,24 +130,3 @@ def attached_top(m, device: int) -> int:
 def related_device(m, file_obj: int) -> int:
     """IoGetRelatedDeviceObject: requests go to the top of the file's device stack."""
     return attached_top(m, Struct(m.kspace, "_FILE_OBJECT", file_obj).get("DeviceObject"))
-
-
-def file_object_of(m, thread, handle: int) -> int | None:
-    """The file object a handle of the thread's process names, or None."""
-    from machine.ob.object import lookup_handle, type_of
-
-    table = Struct(m.kspace, "_EPROCESS", thread.process.eprocess).get("ObjectTable")
-    body = lookup_handle(m, table, handle)
-    if body is None or type_of(m, body) != "File":
-        return None
-    return body
-
-
-def event_object_of(m, thread, handle: int) -> int | None:
-    from machine.ob.object import lookup_handle, type_of
-
-    table = Struct(m.kspace, "_EPROCESS", thread.process.eprocess).get("ObjectTable")
-    body = lookup_handle(m, table, handle)
-    if body is None or type_of(m, body) != "Event":
-        return None
-    return body

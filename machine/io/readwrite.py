@@ -24,7 +24,6 @@ from machine.io.irp import (
     IO_READ_ACCESS,
     IO_WRITE_ACCESS,
     IRP_BUFFERED_IO,
-    IRP_DEALLOCATE_BUFFER,
     IRP_DEFER_IO_COMPLETION,
     IRP_INPUT_OPERATION,
     IRP_MJ_READ,
@@ -32,26 +31,24 @@ from machine.io.irp import (
     IRP_READ_OPERATION,
     IRP_WRITE_OPERATION,
     STATUS_ACCESS_VIOLATION,
-    STATUS_INSUFFICIENT_RESOURCES,
     STATUS_INVALID_PARAMETER,
     USER_MODE,
     next_stack_location,
     queue_irp_to_thread,
 )
-from machine.io.mdl import allocate_mdl
 from machine.io.service import (
     IOP_READ_TRANSFER,
     IOP_WRITE_TRANSFER,
     Request,
+    attach_system_buffer,
+    lock_user_buffer,
     open_request,
     user_irp,
 )
 from machine.ke.native import Call, routine
-from machine.mm.mdl import MM_USER_PROBE_ADDRESS, probe_and_lock
+from machine.mm.mdl import MM_USER_PROBE_ADDRESS
 from machine.mm.paging import PageFault
 from machine.types.view import Struct
-
-SYSTEM_BUFFER_TAG = "IoSB"
 
 
 @routine("NtReadFile", frame=0xD8, size=0x600)
@@ -119,28 +116,22 @@ def attach_buffer(m, proc, irp_addr: int, device: int, major: int, buffer: int,
     device_flags = Struct(m.kspace, "_DEVICE_OBJECT", device).get("Flags")
     read = major == IRP_MJ_READ
     if device_flags & DO_BUFFERED_IO:
-        flags = IRP_BUFFERED_IO | IRP_INPUT_OPERATION if read else 0
+        if read:  # completion copies the data back to the caller
+            irp.set("Flags", irp.get("Flags") | IRP_BUFFERED_IO | IRP_INPUT_OPERATION)
         if length:
-            system = m.pool.allocate(0, length, SYSTEM_BUFFER_TAG)
-            irp.set("AssociatedIrp.SystemBuffer", system)
-            flags |= IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER
+            system = attach_system_buffer(m, irp_addr, length)
             if read:
                 irp.set("UserBuffer", buffer)
             else:
-                irp.set("Flags", flags)
                 try:
                     m.kspace.write(system, proc.cpu.mem.read(buffer, length))
                 except PageFault:
                     return STATUS_ACCESS_VIOLATION
-        irp.set("Flags", flags)
     elif device_flags & DO_DIRECT_IO:
         if length:
-            mdl = allocate_mdl(m, buffer, length, False, irp_addr)
-            if not mdl:
-                return STATUS_INSUFFICIENT_RESOURCES
             # A read writes the caller's pages; a write only reads them.
             access = IO_WRITE_ACCESS if read else IO_READ_ACCESS
-            return probe_and_lock(m, proc, mdl, USER_MODE, access)
+            return lock_user_buffer(m, proc, irp_addr, buffer, length, access)
     else:
         irp.set("UserBuffer", buffer)
     return 0

@@ -30,28 +30,26 @@ class Snapshot:
         return m
 
 
+# Each journal action and the machine method that replays it with the recorded arguments.
+REPLAY: dict[str, str] = {
+    "run": "run",
+    "step": "step_instruction",
+    "p": "step_over",
+    "gu": "step_out",
+    "ba+": "set_data_breakpoint",
+    "ba-": "clear_data_breakpoint",
+    "bp+": "set_breakpoint",
+    "bp-": "clear_breakpoint",
+    "break": "request_break",
+}
+
+
 def replay(m, action: tuple) -> None:
     kind, *args = action
-    if kind == "run":
-        m.run(*args)
-    elif kind == "step":
-        m.step_instruction(*args)
-    elif kind == "p":
-        m.step_over(*args)
-    elif kind == "gu":
-        m.step_out(*args)
-    elif kind == "ba+":
-        m.set_data_breakpoint(*args)
-    elif kind == "ba-":
-        m.clear_data_breakpoint(*args)
-    elif kind == "bp+":
-        m.set_breakpoint(*args)
-    elif kind == "bp-":
-        m.clear_breakpoint(*args)
-    elif kind == "break":
-        m.request_break()
-    else:
+    method = REPLAY.get(kind)
+    if method is None:
         raise ValueError(f"unknown journal action {kind!r}")
+    getattr(m, method)(*args)
 
 
 def memory_digest(m) -> str:

@@ -24,6 +24,7 @@ from machine.types.view import Struct
 APC_OBJECT = 0x12
 APC_VECTOR = 0x1F
 KERNEL_MODE, USER_MODE = 0, 1
+STATUS_SUCCESS, STATUS_UNSUCCESSFUL = 0, 0xC0000001
 
 
 def apc_list_head(m, ethread: int, mode: int) -> int:
@@ -94,6 +95,20 @@ def KeInsertQueueApc(m, proc, a):
         kt.set("ApcState.UserApcPending", 1)
         unwait(m, thread, STATUS_USER_APC)
     return 1
+
+
+def queue_pool_apc(m, apc: int, system_argument1: int, system_argument2: int,
+                   increment: int, ret: int, free_ret: int):
+    """KeInsertQueueApc for an APC the caller allocated from pool: STATUS_SUCCESS once it
+    is queued; when its thread no longer takes APCs (it is on its way out) the APC's
+    memory goes back and the request fails with STATUS_UNSUCCESSFUL.  `ret` and
+    `free_ret` are the caller's call sites (a generator: `yield from`)."""
+    queued = yield Call(m.sym("KeInsertQueueApc"),
+                        (apc, system_argument1, system_argument2, increment), ret=ret)
+    if not queued & 0xFF:
+        yield Call(m.sym("ExFreePool"), (apc,), ret=free_ret)
+        return STATUS_UNSUCCESSFUL
+    return STATUS_SUCCESS
 
 
 def _dequeue(m, ethread: int, mode: int) -> int | None:

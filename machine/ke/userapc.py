@@ -13,7 +13,7 @@ runs the routine as the thread's program would (see user_runtime there).
 from __future__ import annotations
 
 from machine.ex.pool import tag_value
-from machine.ke.apc import USER_MODE, poll_alert
+from machine.ke.apc import USER_MODE, poll_alert, queue_pool_apc
 from machine.ke.bugcheck import CONTEXT_FULL
 from machine.ke.native import Call, routine
 from machine.ke.trapframe import SAVED
@@ -29,7 +29,6 @@ STACK_ROUND = 0xF
 APC_TAG = "Psap"  # NtQueueApcThread's APCs ('pasP' in Windows' source)
 STATUS_SUCCESS = 0
 STATUS_ALERTED = 0x101
-STATUS_UNSUCCESSFUL = 0xC0000001
 STATUS_ACCESS_VIOLATION = 0xC0000005
 STATUS_INVALID_HANDLE = 0xC0000008
 NT_CURRENT_THREAD = 0xFFFFFFFFFFFFFFFE
@@ -113,15 +112,14 @@ def NtTestAlert(m, proc, a):
 def NtQueueApcThread(m, proc, a):
     """(ThreadHandle, ApcRoutine, ApcArgument1, ApcArgument2, ApcArgument3): a user APC
     for the thread: ApcRoutine(ApcArgument1, ApcArgument2, ApcArgument3)."""
-    from machine.ob.object import lookup_handle, type_of
+    from machine.ob.object import handle_object_of_type
 
     thread = proc.current
     if a[0] == NT_CURRENT_THREAD:
         target = thread.ethread
     else:
-        table = Struct(m.kspace, "_EPROCESS", thread.process.eprocess).get("ObjectTable")
-        target = lookup_handle(m, table, a[0]) if table else None
-        if target is None or type_of(m, target) != "Thread":
+        target = handle_object_of_type(m, thread, a[0], "Thread")
+        if target is None:
             return STATUS_INVALID_HANDLE
     if Struct(m.kspace, "_KTHREAD", target).get("SystemThread"):
         return STATUS_INVALID_HANDLE  # system threads never return to user mode
@@ -130,11 +128,8 @@ def NtQueueApcThread(m, proc, a):
     yield Call(m.sym("KeInitializeApc"),
                (apc, target, 0, m.sym("PspQueueApcSpecialApc"), 0, a[1], USER_MODE, a[2]),
                ret=0xE1)
-    queued = yield Call(m.sym("KeInsertQueueApc"), (apc, a[3], a[4], 0), ret=0x10F)
-    if not queued & 0xFF:
-        yield Call(m.sym("ExFreePool"), (apc,), ret=0x135)
-        return STATUS_UNSUCCESSFUL
-    return STATUS_SUCCESS
+    status = yield from queue_pool_apc(m, apc, a[3], a[4], 0, ret=0x10F, free_ret=0x135)
+    return status
 
 
 @routine("PspQueueApcSpecialApc", frame=0x28, size=0x60)

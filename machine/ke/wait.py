@@ -102,18 +102,9 @@ def arm_thread_timer(m, proc, thread, due: int) -> None:
     STATUS_TIMEOUT."""
     from machine.ke.timer import set_timer
 
-    kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
-    timer = kt.addr("Timer")
+    timer = Struct(m.kspace, "_KTHREAD", thread.ethread).addr("Timer")
     set_timer(m, proc, timer, due, 0, 0)
-    wb = kt.addr(f"WaitBlock[{TIMER_WAIT_BLOCK}]")
-    w = Struct(m.kspace, "_KWAIT_BLOCK", wb)
-    w.set("WaitType", WAIT_ANY)
-    w.set("BlockState", KWAIT_BLOCK_STATE_WAITING)
-    w.set("WaitKey", STATUS_TIMEOUT)
-    w.set("Thread", thread.ethread)
-    w.set("Object", timer)
-    insert_tail_list(m.kspace, Struct(m.kspace, "_KTIMER", timer).addr("Header.WaitListHead"),
-                     wb)
+    queue_wait_block(m, thread, TIMER_WAIT_BLOCK, timer, STATUS_TIMEOUT)
 
 
 def _cancel_thread_timer(m, thread) -> None:
@@ -148,17 +139,8 @@ def begin_wait(m, proc, thread, obj: int, reason: int, mode: int, alertable: int
                block: int = 0, key: int = 0) -> None:
     """Put the thread's wait block `block` on the object's wait list; `key` is the
     status a wake through this block gives."""
-    header = Struct(m.kspace, "_DISPATCHER_HEADER", obj)
     kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
-    wb = kt.addr(f"WaitBlock[{block}]")
-    w = Struct(m.kspace, "_KWAIT_BLOCK", wb)
-    w.set("WaitType", WAIT_ANY)
-    w.set("BlockState", KWAIT_BLOCK_STATE_WAITING)
-    w.set("WaitKey", key)
-    w.set("Thread", thread.ethread)
-    w.set("Object", obj)
-    insert_tail_list(m.kspace, header.addr("WaitListHead"), wb)
-    kt.set("WaitBlockList", wb)
+    kt.set("WaitBlockList", queue_wait_block(m, thread, block, obj, key))
     kt.set("State", WAITING)
     kt.set("WaitReason", reason)
     kt.set("WaitMode", mode)
@@ -166,6 +148,21 @@ def begin_wait(m, proc, thread, obj: int, reason: int, mode: int, alertable: int
     kt.set("WaitIrql", proc.irql)
     kt.set("WaitTime", m.tick_count)
     kt.set("WaitStatus", 0)
+
+
+def queue_wait_block(m, thread, block: int, obj: int, key: int) -> int:
+    """Fill in the thread's wait block `block` for a wait on the dispatcher object and
+    put it at the tail of the object's wait list; its address."""
+    wb = Struct(m.kspace, "_KTHREAD", thread.ethread).addr(f"WaitBlock[{block}]")
+    w = Struct(m.kspace, "_KWAIT_BLOCK", wb)
+    w.set("WaitType", WAIT_ANY)
+    w.set("BlockState", KWAIT_BLOCK_STATE_WAITING)
+    w.set("WaitKey", key)
+    w.set("Thread", thread.ethread)
+    w.set("Object", obj)
+    head = Struct(m.kspace, "_DISPATCHER_HEADER", obj).addr("WaitListHead")
+    insert_tail_list(m.kspace, head, wb)
+    return wb
 
 
 def unwait(m, thread, status: int) -> None:
@@ -202,11 +199,10 @@ def KiIdleLoop(m, proc, a):
 @routine("NtWaitForSingleObject", frame=0x48, size=0x100)
 def NtWaitForSingleObject(m, proc, a):
     """(Handle, Alertable, Timeout) from user mode: a UserRequest wait."""
-    from machine.ob.object import lookup_handle
+    from machine.ob.object import handle_object
 
     thread = proc.current
-    table = Struct(m.kspace, "_EPROCESS", thread.process.eprocess).get("ObjectTable")
-    obj = lookup_handle(m, table, a[0])
+    obj = handle_object(m, thread, a[0])
     if obj is None:
         return 0xC0000008  # STATUS_INVALID_HANDLE
     timeout = 0

@@ -58,7 +58,30 @@ def table_indexes(va: int) -> tuple[int, int, int, int]:
     return ((va >> 39) & 0x1FF, (va >> 30) & 0x1FF, (va >> 21) & 0x1FF, (va >> 12) & 0x1FF)
 
 
-class AddressSpace:
+class IntAccess:
+    """Little-endian integer reads and writes of virtual memory, in terms of a byte
+    `read` and `write` (an address space, or a view of one that handles faults)."""
+
+    def read(self, va: int, size: int) -> bytes:
+        raise NotImplementedError
+
+    def write(self, va: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read_int(self, va: int, size: int, signed: bool = False) -> int:
+        return int.from_bytes(self.read(va, size), "little", signed=signed)
+
+    def write_int(self, va: int, size: int, value: int) -> None:
+        self.write(va, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+
+    def read_u64(self, va: int) -> int:
+        return self.read_int(va, 8)
+
+    def write_u64(self, va: int, value: int) -> None:
+        self.write_int(va, 8, value)
+
+
+class AddressSpace(IntAccess):
     """One DirectoryTableBase.  Kernel-half PML4 entries are shared between spaces."""
 
     def __init__(self, phys: PhysicalMemory, pml4_pfn: int | None = None) -> None:
@@ -192,15 +215,3 @@ class AddressSpace:
             n = min(len(data) - pos, PAGE_SIZE - ((va + pos) & 0xFFF))
             self.phys.write(self.translate(va + pos), data[pos:pos + n])
             pos += n
-
-    def read_int(self, va: int, size: int, signed: bool = False) -> int:
-        return int.from_bytes(self.read(va, size), "little", signed=signed)
-
-    def write_int(self, va: int, size: int, value: int) -> None:
-        self.write(va, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
-
-    def read_u64(self, va: int) -> int:
-        return self.read_int(va, 8)
-
-    def write_u64(self, va: int, value: int) -> None:
-        self.write_int(va, 8, value)

@@ -223,6 +223,19 @@ def lookup_handle(m, handle_table: int, handle: int) -> int | None:
     return header + OBJECT_HEADER_BODY
 
 
+def handle_object(m, thread, handle: int) -> int | None:
+    """The object body a handle in the thread's process's table names, or None (no such
+    handle, or a process whose table has been run down)."""
+    table = Struct(m.kspace, "_EPROCESS", thread.process.eprocess).get("ObjectTable")
+    return lookup_handle(m, table, handle) if table else None
+
+
+def handle_object_of_type(m, thread, handle: int, type_name: str) -> int | None:
+    """The object a handle of the thread's process names, if it is of the named type."""
+    body = handle_object(m, thread, handle)
+    return body if body is not None and type_of(m, body) == type_name else None
+
+
 def remove_handle(m, handle_table: int, handle: int) -> int | None:
     """ObpCloseHandle's table part: free the entry; the object it named, or None."""
     body = lookup_handle(m, handle_table, handle)

@@ -16,6 +16,7 @@ zombie with no handle table.  Kernel stacks of deleted threads are kept mapped.
 from __future__ import annotations
 
 from machine.ex.pool import tag_value
+from machine.ke.apc import queue_pool_apc
 from machine.ke.native import Call, Pause, routine
 from machine.ke.processor import DISPATCH_LEVEL
 from machine.ke.threads import TERMINATED
@@ -24,7 +25,7 @@ from machine.ob.object import (
     delete_handle_table,
     dereference,
     free_pool_block,
-    lookup_handle,
+    handle_object,
     register_delete_procedure,
     type_of,
 )
@@ -33,7 +34,6 @@ from machine.types.view import Struct
 
 STATUS_SUCCESS = 0
 STATUS_PENDING = 0x103
-STATUS_UNSUCCESSFUL = 0xC0000001
 STATUS_INVALID_HANDLE = 0xC0000008
 STATUS_INVALID_PARAMETER = 0xC000000D
 STATUS_ACCESS_DENIED = 0xC0000022
@@ -52,8 +52,7 @@ WORK_ITEM_SIZE = 0x20
 
 def _handle_object(m, thread, handle: int, type_name: str) -> tuple[int, int]:
     """(object, 0) for a handle in the caller's process table, or (0, error status)."""
-    table = Struct(m.kspace, "_EPROCESS", thread.process.eprocess).get("ObjectTable")
-    body = lookup_handle(m, table, handle) if table else None
+    body = handle_object(m, thread, handle)
     if body is None:
         return 0, STATUS_INVALID_HANDLE
     if type_of(m, body) != type_name:
@@ -137,12 +136,8 @@ def PspTerminateThreadByPointer(m, proc, a):
     yield Call(m.sym("KeInitializeApc"),
                (apc, ethread, 0, m.sym("PsExitSpecialApc"), m.sym("PspExitApcRundown"),
                 m.sym("PspExitNormalApc"), KERNEL_MODE, status), ret=0x15A)
-    queued = yield Call(m.sym("KeInsertQueueApc"), (apc, apc, 0, 2), ret=0x187)
-    if not queued & 0xFF:
-        # APCs can no longer be queued: the thread is already on its way out.
-        yield Call(m.sym("ExFreePool"), (apc,), ret=0x1A9)
-        return STATUS_UNSUCCESSFUL
-    return STATUS_SUCCESS
+    result = yield from queue_pool_apc(m, apc, apc, 0, 2, ret=0x187, free_ret=0x1A9)
+    return result
 
 
 @routine("PsExitSpecialApc", frame=0x28, size=0x80)

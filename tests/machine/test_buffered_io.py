@@ -7,16 +7,17 @@ from machine.events import OUTPUT_OFFSET
 from machine.machine import STEPS_PER_TICK
 from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
-from tests.machine.probe import COMPLETE_SUCCESS, client_program, device_driver, scenario_header
+from tests.machine.probe import (
+    LOG_MAJOR_AND_COMPLETE,
+    MAJOR_LOG_GLOBALS,
+    client_process,
+    client_program,
+    complete_request,
+    device_driver,
+    major_log,
+    scenario_header,
+)
 
-CREATE_CLOSE_LOGGED = """
-    mov     rax, qword ptr [rdx+0B8h]
-    movzx   ecx, byte ptr [rax]             ; MajorFunction
-    mov     rax, qword ptr [MajorCount]
-    lea     r8, [MajorLog]
-    mov     byte ptr [r8+rax], cl
-    inc     qword ptr [MajorCount]
-""" + COMPLETE_SUCCESS
 CONTROL = """
     sub     rsp, 28h
     mov     rax, qword ptr [rdx+18h]        ; AssociatedIrp.SystemBuffer
@@ -26,12 +27,8 @@ CONTROL = """
     mov     rcx, qword ptr [rax]            ; the caller's input, copied
     inc     rcx
     mov     qword ptr [rax], rcx            ; the output, in the same buffer
-    mov     dword ptr [rdx+30h], 0
-    mov     qword ptr [rdx+38h], 8          ; 8 bytes to copy back
-    mov     rcx, rdx
-    xor     edx, edx
-    call    nt!IofCompleteRequest
-    xor     eax, eax
+    ; completed with 8 bytes to copy back
+""" + complete_request("rdx", 8) + """
     add     rsp, 28h
     ret
 """
@@ -39,8 +36,8 @@ SCENARIO = (
     scenario_header("buf")
     + device_driver("buf", "Buf", {0x0: "CreateClose", 0x2: "CreateClose",
                                     0x12: "CreateClose", 0xE: "Control"},
-                    {"CreateClose": CREATE_CLOSE_LOGGED, "Control": CONTROL},
-                    {"SeenSystemBuffer": 8, "SeenFlags": 8, "MajorLog": 8, "MajorCount": 8})
+                    {"CreateClose": LOG_MAJOR_AND_COMPLETE, "Control": CONTROL},
+                    {"SeenSystemBuffer": 8, "SeenFlags": 8, **MAJOR_LOG_GLOBALS})
     + client_program("Buf", ['{ ioctl = 0x222004, device = {device}, '
                              'input = "0807060504030201", output = 8 }',
                              "{ close = {device} }"]))
@@ -49,7 +46,7 @@ SCENARIO = (
 def test_a_buffered_ioctl_round_trips_through_the_system_buffer():
     m = boot_scenario(parse_scenario(SCENARIO, "buf.toml"))
     m.run(STEPS_PER_TICK * 6)
-    client = next(p for p in m.processes if p.image == "client.exe")
+    client = client_process(m)
     assert client.space.read_u64(client.peb + OUTPUT_OFFSET) == 0x0102030405060709
     system = m.kspace.read_u64(m.sym("buf!SeenSystemBuffer"))
     assert system >= 0xFFFF800000000000  # a kernel copy, not the caller's buffer
@@ -61,8 +58,7 @@ def test_a_buffered_ioctl_round_trips_through_the_system_buffer():
 def test_closing_the_last_handle_sends_cleanup_then_close():
     m = boot_scenario(parse_scenario(SCENARIO, "buf.toml"))
     m.run(STEPS_PER_TICK * 6)
-    count = m.kspace.read_u64(m.sym("buf!MajorCount"))
-    log = m.kspace.read(m.sym("buf!MajorLog"), count)
-    assert log == bytes([0x00, 0x12, 0x02])  # IRP_MJ_CREATE, IRP_MJ_CLEANUP, IRP_MJ_CLOSE
+    # IRP_MJ_CREATE, IRP_MJ_CLEANUP, IRP_MJ_CLOSE
+    assert major_log(m, "buf") == bytes([0x00, 0x12, 0x02])
     device = m.kspace.read_u64(m.sym("buf!DeviceObject"))
     assert Struct(m.kspace, "_DEVICE_OBJECT", device).get("ReferenceCount") == 0

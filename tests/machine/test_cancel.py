@@ -6,17 +6,17 @@ releases it and completes the IRP with STATUS_CANCELLED through the normal path.
 from __future__ import annotations
 
 from machine.events import (
-    HANDLE_OFFSET,
     IO_AREA_OFFSET,
     IO_CANCEL_IOSB,
     IO_STATUS,
     IOSB_OFFSET,
 )
 from machine.machine import STEPS_PER_TICK
-from machine.ob.object import lookup_handle
 from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
 from tests.machine.probe import (
+    client_file,
+    client_process,
     client_program,
     device_driver,
     pool_in_use,
@@ -144,7 +144,7 @@ def machine(steps: list[str], cancellable: bool = True, overlapped: bool = True)
     m.kspace.write_u64(m.sym("canceller!NoCancelRoutine"), int(not cancellable))
     m.run(STEPS_PER_TICK * 5)
     assert m.bugcheck is None
-    return m, next(p for p in m.processes if p.image == "client.exe")
+    return m, client_process(m)
 
 
 def read(m, name: str) -> int:
@@ -217,8 +217,7 @@ def test_a_cancelled_synchronous_read_fails_through_the_file_objects_final_statu
     assert kt.get("State") == 5 and kt.get("WaitReason") == 0  # waiting for the read
     run_system_thread(m, "TryCancel")
     assert read(m, "CancelResult") == 1
-    table = Struct(m.kspace, "_EPROCESS", proc.eprocess).get("ObjectTable")
-    fo = lookup_handle(m, table, proc.space.read_u64(proc.peb + HANDLE_OFFSET))
+    fo = client_file(m, proc)
     assert Struct(m.kspace, "_FILE_OBJECT", fo).get("FinalStatus") & 0xFFFFFFFF == \
         STATUS_CANCELLED
     # the waiter got the failure as NtReadFile's status; a synchronous request that

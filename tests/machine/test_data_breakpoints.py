@@ -14,9 +14,14 @@ from machine.cpu.debugregs import RW_READWRITE, encode_dr7
 from machine.cpu.harness import CODE, DATA, Harness
 from machine.kd.databp import DataBreakpointError, DataBreakpointHit
 from machine.kd.snapshot import memory_digest
-from machine.ps.create import create_thread
 from machine.types.view import Struct
-from tests.machine.probe import boot_probe
+from tests.machine.probe import (
+    DELAYED_THREAD_GLOBALS,
+    boot_probe,
+    decoded,
+    delayed_thread,
+    start_system_thread,
+)
 
 BUDGET = 20_000  # steps a p or gu may take here (a wrong target runs out)
 ROUTINES = {
@@ -79,16 +84,11 @@ def machine(cpus: int = 2):
 
 
 def system_thread(m, tid: int, routine: str, ideal: int):
-    system = next(p for p in m.processes if p.pid == 4)
-    return create_thread(m, system, tid, "nt!KiStartSystemThread", system=True,
-                         routine=m.sym(f"db!{routine}"), ideal=ideal)
+    return start_system_thread(m, tid, m.sym(f"db!{routine}"), ideal)
 
 
 def instruction(m, routine: str, mnemonic: int, nth: int = 0):
-    start = m.sym(f"db!{routine}")
-    found = [ins for ins in Decoder(64, m.kspace.read(start, 0x60), ip=start)
-             if ins.mnemonic == mnemonic]
-    return found[nth]
+    return decoded(m, m.sym(f"db!{routine}"), mnemonic, 0x60)[nth]
 
 
 def special_registers(m, proc) -> Struct:
@@ -266,47 +266,9 @@ def test_the_debuggers_own_reads_never_hit():
     assert m.run(2000).reason == "budget"
 
 
-# DriverEntry starts a thread (part of the scenario, so snapshots rebuild it) that waits
-# for a timer, letting the boot settle, then runs Writer.
-DELAYED_WRITER = {
-    "DriverEntry": """
-    sub     rsp, 48h
-    lea     rcx, [Timer]
-    call    nt!KeInitializeTimer
-    xor     r8d, r8d
-    mov     rdx, -1000000                   ; in 100 ms
-    lea     rcx, [Timer]
-    call    nt!KeSetTimer
-    mov     qword ptr [rsp+30h], 0          ; StartContext
-    lea     rax, [Delayed]
-    mov     qword ptr [rsp+28h], rax        ; StartRoutine
-    mov     qword ptr [rsp+20h], 0          ; ClientId
-    xor     r9d, r9d
-    xor     r8d, r8d
-    mov     edx, 1FFFFFh
-    lea     rcx, [ThreadHandle]
-    call    nt!PsCreateSystemThread
-    xor     eax, eax
-    add     rsp, 48h
-    ret
-""",
-    "Delayed": """
-    sub     rsp, 38h
-    mov     qword ptr [rsp+20h], 0
-    xor     r9d, r9d
-    xor     r8d, r8d
-    xor     edx, edx
-    lea     rcx, [Timer]
-    call    nt!KeWaitForSingleObject
-    add     rsp, 38h
-    jmp     Writer
-""",
-}
-
-
 def test_data_breakpoint_runs_replay_from_a_snapshot():
-    m = boot_probe("db", {**ROUTINES, **DELAYED_WRITER},
-                   {**GLOBALS, "Timer": 0x40, "ThreadHandle": 8})
+    m = boot_probe("db", {**ROUTINES, **delayed_thread("Writer")},
+                   {**GLOBALS, **DELAYED_THREAD_GLOBALS})
     snap = m.snapshot()
     counter = m.sym("db!Counter")
     m.set_data_breakpoint(counter, 8, "w")

@@ -7,24 +7,11 @@ from machine.ke.idt import read_gate
 from machine.machine import STEPS_PER_TICK
 from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
-from tests.machine.probe import probe_scenario
+from tests.machine.probe import connect_interrupt_code, probe_scenario
 
 ROUTINES = {
-    "DriverEntry": """
-    sub     rsp, 68h
-    mov     qword ptr [rsp+50h], 0          ; FloatingSave
-    mov     qword ptr [rsp+48h], 1          ; ProcessorEnableMask: processor 0
-    mov     qword ptr [rsp+40h], 0          ; ShareVector
-    mov     qword ptr [rsp+38h], 0          ; LevelSensitive
-    mov     qword ptr [rsp+30h], 8          ; SynchronizeIrql
-    mov     qword ptr [rsp+28h], 8          ; Irql
-    mov     qword ptr [rsp+20h], 80h        ; Vector
-    xor     r9d, r9d                        ; SpinLock: the object's own
-    mov     r8d, 1234h                      ; ServiceContext
-    lea     rdx, [Isr]
-    lea     rcx, [Interrupt]
-    call    nt!IoConnectInterrupt
-    mov     qword ptr [ConnectStatus], rax
+    # ProcessorEnableMask 1: processor 0 only
+    "DriverEntry": "    sub     rsp, 68h\n" + connect_interrupt_code(1) + """
     xor     eax, eax
     add     rsp, 68h
     ret

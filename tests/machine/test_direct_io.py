@@ -11,9 +11,15 @@ from machine.mm.paging import PTE_PRESENT
 from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
 from tests.machine.probe import (
+    TIMER_DPC_GLOBALS,
     boot_probe,
+    client_process,
     client_program,
+    complete_pending_irp,
+    complete_request,
     device_driver,
+    init_timer_dpc,
+    pend_until_timer,
     pool_in_use,
     scenario_header,
     start_system_thread,
@@ -25,15 +31,6 @@ MDL_MAPPED_TO_SYSTEM_VA, MDL_PAGES_LOCKED, MDL_SOURCE_IS_NONPAGED_POOL = 0x1, 0x
 MDL_ALLOCATED_FIXED_SIZE, MDL_WRITE_OPERATION = 0x8, 0x80
 IOCTL_BUFFERED, IOCTL_IN_DIRECT, IOCTL_OUT_DIRECT = 0x222004, 0x222005, 0x222006
 
-ENTRY_TAIL = """
-    lea     rcx, [Timer]
-    xor     edx, edx
-    call    nt!KeInitializeTimerEx
-    lea     rcx, [Dpc]
-    lea     rdx, [CompleteDpc]
-    xor     r8d, r8d
-    call    nt!KeInitializeDpc
-"""
 CONTROL = """
     push    rbx
     push    rsi
@@ -65,26 +62,15 @@ CONTROL = """
     jmp     ctl_complete
 ctl_out:
     mov     rdx, 4F49544345524944h          ; METHOD_OUT_DIRECT: write "DIRECTIO" into it
-    mov     qword ptr [rax], rdx
-    mov     qword ptr [PendingIrp], rbx     ; and complete it later
-    or      byte ptr [rsi+3], 1             ; IoMarkIrpPending
-    lea     r8, [Dpc]
-    mov     rdx, -1000000                   ; in 100 ms
-    lea     rcx, [Timer]
-    call    nt!KeSetTimer
-    mov     eax, 103h
+    mov     qword ptr [rax], rdx            ; and complete it later:
+""" + pend_until_timer("rbx", "rsi") + """
     jmp     ctl_return
 ctl_buffered:
     mov     rcx, qword ptr [rbx+18h]
     mov     rdx, 4847464544434241h          ; "ABCDEFGH"
     mov     qword ptr [rcx], rdx
 ctl_complete:
-    mov     dword ptr [rbx+30h], 0
-    mov     qword ptr [rbx+38h], 8
-    mov     rcx, rbx
-    xor     edx, edx
-    call    nt!IofCompleteRequest
-    xor     eax, eax
+""" + complete_request("rbx", 8) + """
 ctl_return:
     add     rsp, 30h
     pop     rdi
@@ -92,32 +78,18 @@ ctl_return:
     pop     rbx
     ret
 """
-COMPLETE_DPC = """
-    sub     rsp, 28h
-    mov     rcx, qword ptr [PendingIrp]
-    mov     dword ptr [rcx+30h], 0
-    mov     qword ptr [rcx+38h], 10h
-    xor     edx, edx
-    call    nt!IofCompleteRequest
-    add     rsp, 28h
-    ret
-"""
 GLOBALS = {"SeenFlags": 8, "SeenMdl": 8, "SeenMapped": 8, "SeenSystemBuffer": 8,
-           "SeenInput": 8, "SeenData": 8, "PendingIrp": 8, "Timer": 64, "Dpc": 64}
+           "SeenInput": 8, "SeenData": 8, "PendingIrp": 8, **TIMER_DPC_GLOBALS}
 
 
 def ioctl_machine(steps: list[str]):
     text = (scenario_header("direct", seed=7)
             + device_driver("direct", "Direct", {0x0: "CreateClose", 0x2: "CreateClose",
                                                   0xE: "Control", 0x12: "CreateClose"},
-                            {"Control": CONTROL, "CompleteDpc": COMPLETE_DPC}, GLOBALS,
-                            ENTRY_TAIL)
+                            {"Control": CONTROL, "CompleteDpc": complete_pending_irp(0x10)},
+                            GLOBALS, init_timer_dpc("CompleteDpc"))
             + client_program("Direct", steps))
     return boot_scenario(parse_scenario(text, "direct.toml"))
-
-
-def client(m):
-    return next(p for p in m.processes if p.image == "client.exe")
 
 
 def seen(m, name: str) -> int:
@@ -134,7 +106,7 @@ def test_an_out_direct_ioctl_writes_the_callers_frames_through_a_system_mapping(
                        'input = "0102030405060708", output = 16 }'])
     m.run(STEPS_PER_TICK * 4)  # dispatched and pended; the timer has not fired
     assert m.bugcheck is None
-    proc = client(m)
+    proc = client_process(m)
     output = proc.peb + OUTPUT_OFFSET
     irp = Struct(m.kspace, "_IRP", seen(m, "PendingIrp"))
     mdl_addr = irp.get("MdlAddress")
@@ -171,7 +143,7 @@ def test_an_in_direct_ioctl_locks_the_buffer_for_reading_and_the_driver_reads_it
         f'{{ ioctl = {IOCTL_IN_DIRECT:#x}, device = {{device}}, input = "11", output = 8 }}'])
     m.run(STEPS_PER_TICK * 6)
     assert m.bugcheck is None
-    proc = client(m)
+    proc = client_process(m)
     # the buffered IOCTL left "ABCDEFGH" in the output buffer; the direct one read it
     assert seen(m, "SeenData").to_bytes(8, "little") == b"ABCDEFGH"
     assert seen(m, "SeenInput") & 0xFF == 0x11

@@ -3,25 +3,16 @@ exception record and context are in memory for the debugger."""
 
 from __future__ import annotations
 
-from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
-from tests.machine.probe import probe_scenario
+from tests.machine.probe import boot_probe, create_system_thread_code
 
-ENTRY = """
-    sub     rsp, 48h
-    mov     qword ptr [rsp+30h], rcx        ; StartContext: the DriverObject
-    lea     rax, [{routine}]
-    mov     qword ptr [rsp+28h], rax        ; StartRoutine
-    mov     qword ptr [rsp+20h], 0          ; ClientId
-    xor     r9d, r9d
-    xor     r8d, r8d
-    mov     edx, 1FFFFFh
-    lea     rcx, [ThreadHandle]
-    call    nt!PsCreateSystemThread
-    xor     eax, eax
-    add     rsp, 48h
-    ret
-"""
+
+def entry(routine: str) -> str:
+    """DriverEntry: a System thread runs `routine`, its StartContext the DriverObject."""
+    return ("    sub     rsp, 48h\n" + create_system_thread_code(routine, "rcx")
+            + "    xor     eax, eax\n    add     rsp, 48h\n    ret\n")
+
+
 ROUTINES = {
     "NullDeref": """
     push    rbx
@@ -45,8 +36,7 @@ GLOBALS = {"ThreadHandle": 8, "NullPointer": 8}
 
 
 def machine(routine: str):
-    routines = dict(ROUTINES, DriverEntry=ENTRY.format(routine=routine))
-    return boot_scenario(parse_scenario(probe_scenario("thr", routines, GLOBALS), "thr.toml"))
+    return boot_probe("thr", dict(ROUTINES, DriverEntry=entry(routine)), GLOBALS)
 
 
 def test_a_null_dereference_in_a_driver_system_thread_is_0x7e_with_record_and_context():

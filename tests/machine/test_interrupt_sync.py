@@ -13,7 +13,7 @@ from machine.ke.interrupt import CONNECTION_PREFIX, STORM_THRESHOLD
 from machine.machine import STEPS_PER_TICK
 from machine.scenario import ScenarioError, boot_scenario, parse_scenario
 from machine.types.view import Struct
-from tests.machine.probe import probe_scenario, start_system_thread
+from tests.machine.probe import connect_interrupt_code, probe_scenario, start_system_thread
 
 REGISTERS = 0xFED40000
 
@@ -27,19 +27,7 @@ def entry(mask: int) -> str:
     call    nt!MmMapIoSpace
     mov     qword ptr [Regs], rax
     mov     dword ptr [rax+4], 1            ; CONTROL: interrupts enabled
-    mov     qword ptr [rsp+50h], 0          ; FloatingSave
-    mov     qword ptr [rsp+48h], {mask}     ; ProcessorEnableMask
-    mov     qword ptr [rsp+40h], 0          ; ShareVector
-    mov     qword ptr [rsp+38h], 0          ; LevelSensitive
-    mov     qword ptr [rsp+30h], 8          ; SynchronizeIrql
-    mov     qword ptr [rsp+28h], 8          ; Irql
-    mov     qword ptr [rsp+20h], 80h        ; Vector
-    xor     r9d, r9d
-    mov     r8d, 1234h
-    lea     rdx, [Isr]
-    lea     rcx, [Interrupt]
-    call    nt!IoConnectInterrupt
-    mov     qword ptr [ConnectStatus], rax
+""" + connect_interrupt_code(mask) + """
     xor     eax, eax
     add     rsp, 68h
     ret

@@ -8,17 +8,16 @@ from machine.events import IOSB_OFFSET
 from machine.machine import STEPS_PER_TICK
 from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
-from tests.machine.probe import client_program, device_driver, scenario_header
+from tests.machine.probe import (
+    TIMER_DPC_GLOBALS,
+    client_process,
+    client_program,
+    complete_pending_irp,
+    device_driver,
+    init_timer_dpc,
+    scenario_header,
+)
 
-ENTRY_TAIL = """
-    lea     rcx, [Timer]
-    xor     edx, edx
-    call    nt!KeInitializeTimerEx
-    lea     rcx, [Dpc]
-    lea     rdx, [CompleteDpc]
-    xor     r8d, r8d
-    call    nt!KeInitializeDpc
-"""
 ROUTINES = {
     "PendDispatch": """
     sub     rsp, 28h
@@ -36,23 +35,15 @@ pend_only:
     add     rsp, 28h
     ret
 """,
-    "CompleteDpc": """
-    sub     rsp, 28h
-    mov     rcx, qword ptr [PendingIrp]
-    mov     dword ptr [rcx+30h], 0          ; IoStatus.Status
-    mov     qword ptr [rcx+38h], 42h        ; IoStatus.Information
-    xor     edx, edx
-    call    nt!IofCompleteRequest
-    add     rsp, 28h
-    ret
-""",
+    "CompleteDpc": complete_pending_irp(0x42),
 }
 
 
 def scenario(ioctl: int) -> str:
     return (scenario_header("pender", seed=5)
             + device_driver("pender", "Pender", {0x0: "CreateClose", 0xE: "PendDispatch"},
-                            ROUTINES, {"PendingIrp": 8, "Timer": 64, "Dpc": 64}, ENTRY_TAIL)
+                            ROUTINES, {"PendingIrp": 8, **TIMER_DPC_GLOBALS},
+                            init_timer_dpc("CompleteDpc"))
             + client_program("Pender", [f"{{ ioctl = {ioctl:#x}, device = {{device}} }}"],
                              at_tick=4))
 
@@ -62,7 +53,7 @@ def machine(ioctl: int):
 
 
 def client(m):
-    proc = next(p for p in m.processes if p.image == "client.exe")
+    proc = client_process(m)
     return proc, proc.threads[0]
 
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 from machine.events import INPUT_OFFSET, IO_AREA_OFFSET, IO_BUFFER, IOSB_OFFSET, OUTPUT_OFFSET
 from machine.machine import STEPS_PER_TICK
 from machine.scenario import boot_scenario, parse_scenario
-from tests.machine.probe import client_program, device_driver, scenario_header
+from tests.machine.probe import (
+    TIMER_DPC_GLOBALS,
+    client_process,
+    client_program,
+    complete_request,
+    device_driver,
+    init_timer_dpc,
+    pend_until_timer,
+    scenario_header,
+)
 from tests.machine.test_read_write import machine as rw_machine
 
 IOCTL_NEITHER, IOCTL_NEITHER_LATER = 0x222003, 0x222007
-ENTRY_TAIL = """
-    lea     rcx, [Timer]
-    xor     edx, edx
-    call    nt!KeInitializeTimerEx
-    lea     rcx, [Dpc]
-    lea     rdx, [LateDpc]
-    xor     r8d, r8d
-    call    nt!KeInitializeDpc
-"""
 CONTROL = """
     push    rbx
     sub     rsp, 20h
@@ -44,23 +44,12 @@ CONTROL = """
     not     rcx
     mov     rdx, qword ptr [SeenUserBuffer]
     mov     qword ptr [rdx], rcx
-    mov     dword ptr [rbx+30h], 0
-    mov     qword ptr [rbx+38h], 8
-    mov     rcx, rbx
-    xor     edx, edx
-    call    nt!IofCompleteRequest
-    xor     eax, eax
+""" + complete_request("rbx", 8) + """
     add     rsp, 20h
     pop     rbx
     ret
 later:                                      ; keep the IRP and write its buffer from a DPC
-    mov     qword ptr [PendingIrp], rbx
-    or      byte ptr [rax+3], 1
-    lea     r8, [Dpc]
-    mov     rdx, -1000000
-    lea     rcx, [Timer]
-    call    nt!KeSetTimer
-    mov     eax, 103h
+""" + pend_until_timer("rbx", "rax") + """
     add     rsp, 20h
     pop     rbx
     ret
@@ -72,19 +61,20 @@ LATE_DPC = """
     ret
 """
 GLOBALS = {"SeenType3Input": 8, "SeenUserBuffer": 8, "SeenSystemBuffer": 8, "SeenMdl": 8,
-           "SeenFlags": 8, "PendingIrp": 8, "Timer": 64, "Dpc": 64}
+           "SeenFlags": 8, "PendingIrp": 8, **TIMER_DPC_GLOBALS}
 
 
 def machine(ioctl: int):
     text = (scenario_header("neither", seed=9)
             + device_driver("neither", "Neither", {0x0: "CreateClose", 0x2: "CreateClose",
                                                     0xE: "Control", 0x12: "CreateClose"},
-                            {"Control": CONTROL, "LateDpc": LATE_DPC}, GLOBALS, ENTRY_TAIL)
+                            {"Control": CONTROL, "LateDpc": LATE_DPC}, GLOBALS,
+                            init_timer_dpc("LateDpc"))
             + client_program("Neither", [f'{{ ioctl = {ioctl:#x}, device = {{device}}, '
                                          'input = "0011223344556677", output = 8 }']))
     m = boot_scenario(parse_scenario(text, "neither.toml"))
     m.run(STEPS_PER_TICK * 6)
-    return m, next(p for p in m.processes if p.image == "client.exe")
+    return m, client_process(m)
 
 
 def seen(m, name: str) -> int:

@@ -3,9 +3,16 @@ is called at the IRQLs it allows; paged pool that was trimmed comes back when to
 
 from __future__ import annotations
 
-from machine.ex.pool import NONPAGED_POOL, POOL_HEADER_SIZE, tag_value
+from functools import partial
+
+from machine.ex.pool import NONPAGED_POOL, PAGED_POOL, POOL_HEADER_SIZE, tag_value
 from machine.types.view import Struct
+from tests.machine import pool_code
 from tests.machine.probe import boot_probe, start_system_thread
+
+# The tag the pool calls of the routines written with pool_code use
+alloc = partial(pool_code.alloc, tag=tag_value("Test"))
+free = partial(pool_code.free, tag=tag_value("Test"))
 
 ALLOC_TWO = """
     sub     rsp, 28h
@@ -92,12 +99,7 @@ sp_park:
 
 
 def test_special_pool_catches_an_overrun_at_the_first_byte_past_the_block():
-    from machine.scenario import boot_scenario, parse_scenario
-    from tests.machine.probe import probe_scenario
-
-    text = probe_scenario("pooler", {"Overrun": OVERRUN_TEMPLATE}, GLOBALS, cpus=1)
-    text = text.replace("cpus = 1\n", 'cpus = 1\nverifier = ["pooler"]\n')
-    m = boot_scenario(parse_scenario(text, "pooler.toml"))
+    m = boot_probe("pooler", {"Overrun": OVERRUN_TEMPLATE}, GLOBALS, cpus=1, verified=True)
     start_system_thread(m, 0x8000, m.sym("pooler!Overrun"))
     assert m.run(100_000).reason == "bugcheck"
     block = m.kspace.read_u64(m.sym("pooler!BlockA"))
@@ -108,17 +110,11 @@ def test_special_pool_catches_an_overrun_at_the_first_byte_past_the_block():
     assert m.sym("pooler!Overrun") < rip < m.sym("pooler!Overrun") + 0x40
 
 
-PAGED_AT_DISPATCH = """
+PAGED_AT_DISPATCH = ("""
     sub     rsp, 28h
     mov     eax, 2
     mov     cr8, rax                        ; DISPATCH_LEVEL
-    mov     r8d, 74736554h
-    mov     edx, 40h
-    mov     ecx, 1                          ; PagedPool
-    call    nt!ExAllocatePoolWithTag
-pd_park:
-    jmp     pd_park
-"""
+""" + alloc("40h", pool=PAGED_POOL) + "pd_park:\n    jmp     pd_park\n")
 
 
 def test_allocating_paged_pool_at_dispatch_level_is_bad_pool_caller_8():
@@ -129,27 +125,11 @@ def test_allocating_paged_pool_at_dispatch_level_is_bad_pool_caller_8():
     assert m.bugcheck.params == (8, 2, 1, 0x40)  # IRQL, pool type, size
 
 
-TRIMMED = """
-    sub     rsp, 28h
-    mov     r8d, 74736554h
-    mov     edx, 40h
-    mov     ecx, 1                          ; PagedPool
-    call    nt!ExAllocatePoolWithTag
-    mov     qword ptr [BlockA], rax
+TRIMMED = ("    sub     rsp, 28h\n" + alloc("40h", "BlockA", pool=PAGED_POOL) + """
 tr_wait:
     cmp     qword ptr [BlockB], 0
     je      tr_wait
-    mov     edx, 74736554h
-    mov     rcx, qword ptr [BlockA]
-    call    nt!ExFreePoolWithTag
-    mov     r8d, 74736554h
-    mov     edx, 40h
-    mov     ecx, 1
-    call    nt!ExAllocatePoolWithTag
-    mov     qword ptr [BlockB], rax
-tr_park:
-    jmp     tr_park
-"""
+""" + free("BlockA") + alloc("40h", "BlockB", pool=PAGED_POOL) + "tr_park:\n    jmp     tr_park\n")
 
 
 def test_the_pool_brings_trimmed_paged_pool_back_to_free_and_allocate():

@@ -4,34 +4,24 @@ the block is freed; a second free is found there too."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
+from tests.machine import pool_code
+from tests.machine.pool_code import wait_go
 from tests.machine.pool_views import big_entry, tag
 from tests.machine.probe import boot_probe, start_system_thread
 
 TAG = tag("BigP")
+alloc = partial(pool_code.alloc, tag=TAG)
+free = partial(pool_code.free, tag=TAG)
 
 
 def big_routine(pool: int, frees: int) -> str:
     """Allocate 0x2345 bytes, wait for Go, then free the block `frees` times."""
-    code = f"""
-    sub     rsp, 28h
-    mov     r8d, {TAG:#x}
-    mov     edx, 2345h
-    mov     ecx, {pool}
-    call    nt!ExAllocatePoolWithTag
-    mov     qword ptr [BlockA], rax
-b_wait:
-    cmp     qword ptr [Go], 0
-    je      b_wait
-"""
-    for _ in range(frees):
-        code += f"""
-    mov     edx, {TAG:#x}
-    mov     rcx, qword ptr [BlockA]
-    call    nt!ExFreePoolWithTag
-"""
-    return code + "b_park:\n    jmp     b_park\n"
+    return ("    sub     rsp, 28h\n" + alloc("2345h", "BlockA", pool=pool) + wait_go("b_wait")
+            + free("BlockA") * frees + "b_park:\n    jmp     b_park\n")
 
 
 GLOBALS = {"BlockA": 8, "Go": 8}
@@ -68,19 +58,13 @@ def test_freeing_a_big_block_twice_is_bad_pool_caller_7():
     assert big_entry(m, block | 1) is not None and big_entry(m, block) is None
 
 
-FREE_MIDDLE = f"""
-    sub     rsp, 28h
-    mov     r8d, {TAG:#x}
-    mov     edx, 2345h
-    xor     ecx, ecx
-    call    nt!ExAllocatePoolWithTag
-    mov     qword ptr [BlockA], rax
+FREE_MIDDLE = ("    sub     rsp, 28h\n" + alloc("2345h", "BlockA") + """
     lea     rcx, [rax+1000h]                ; the block's second page
     xor     edx, edx
     call    nt!ExFreePoolWithTag
 m_park:
     jmp     m_park
-"""
+""")
 
 
 def test_freeing_a_page_the_table_does_not_know_is_bad_pool_header_22():

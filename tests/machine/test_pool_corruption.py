@@ -4,6 +4,8 @@ crash stack runs through the nt pool routine that found it."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from commands.session import Session
@@ -11,37 +13,15 @@ from kdsim.live import LiveTarget
 from machine.ex.poolcheck import PoolCorruption
 from machine.machine import BugCheckHalt
 from tests.conftest import run
+from tests.machine import pool_code
+from tests.machine.pool_code import wait_go
 from tests.machine.pool_views import free_list, header, tag
 from tests.machine.probe import boot_probe, start_system_thread
 
 TAG = tag("Test")
 GLOBALS = {"BlockA": 8, "BlockB": 8, "Size": 8, "Go": 8, "Stale": 16}
-
-
-def alloc(size: str, into: str) -> str:
-    return f"""
-    mov     r8d, {TAG:#x}
-    mov     rdx, {size}
-    xor     ecx, ecx
-    call    nt!ExAllocatePoolWithTag
-    mov     qword ptr [{into}], rax
-"""
-
-
-def free(block: str) -> str:
-    return f"""
-    mov     edx, {TAG:#x}
-    mov     rcx, qword ptr [{block}]
-    call    nt!ExFreePoolWithTag
-"""
-
-
-def wait_go(label: str) -> str:
-    return f"""
-{label}:
-    cmp     qword ptr [Go], 0
-    je      {label}
-"""
+alloc = partial(pool_code.alloc, tag=TAG)
+free = partial(pool_code.free, tag=TAG)
 
 
 OVERRUN_THEN_FREE = ("    sub     rsp, 28h\n" + alloc("40h", "BlockA") + alloc("40h", "BlockB")

@@ -3,41 +3,19 @@ neighbours, and are handed out again; ExAllocatePool2 zeroes what it hands out."
 
 from __future__ import annotations
 
-import hashlib
+from functools import partial
 
 import pytest
 
+from machine.kd.snapshot import memory_digest
+from tests.machine import pool_code
+from tests.machine.pool_code import wait_go
 from tests.machine.pool_views import free_list, header, tag
 from tests.machine.probe import boot_probe, start_system_thread
 
 TAG = tag("Reus")
-
-
-def alloc(size: str, into: str, tag_value: int = TAG, pool: int = 0) -> str:
-    return f"""
-    mov     r8d, {tag_value:#x}
-    mov     rdx, {size}
-    mov     ecx, {pool}
-    call    nt!ExAllocatePoolWithTag
-    mov     qword ptr [{into}], rax
-"""
-
-
-def free(block: str) -> str:
-    return f"""
-    mov     edx, {TAG:#x}
-    mov     rcx, qword ptr [{block}]
-    call    nt!ExFreePoolWithTag
-"""
-
-
-def wait_go(label: str) -> str:
-    """Park until the test sets Go: the test looks at memory between the two halves."""
-    return f"""
-{label}:
-    cmp     qword ptr [Go], 0
-    je      {label}
-"""
+alloc = partial(pool_code.alloc, tag=TAG)
+free = partial(pool_code.free, tag=TAG)
 
 
 def reuse_routine(allocator: str, first_arg: int) -> str:
@@ -161,20 +139,12 @@ churn_park:
 """
 
 
-def memory_hash(m) -> str:
-    h = hashlib.sha256()
-    for pfn in sorted(m.phys.frames):
-        h.update(pfn.to_bytes(8, "little"))
-        h.update(m.phys.frames[pfn])
-    return h.hexdigest()
-
-
 def churned(seed: int) -> str:
     m = boot_probe("pooler", {"Churn": CHURN}, GLOBALS, cpus=2, seed=seed)
     start_system_thread(m, 0x8000, m.sym("pooler!Churn"))
     m.run(6_000)
     assert m.bugcheck is None and m.kspace.read_u64(m.sym("pooler!Go")) == 1
-    return memory_hash(m)
+    return memory_digest(m)
 
 
 def test_the_same_seed_gives_the_same_memory_after_pool_churn():

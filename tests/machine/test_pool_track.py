@@ -4,38 +4,24 @@ which is found by hashing the tag; the debugger's dt reads the new type."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from commands.session import Session
 from kdsim.live import LiveTarget
-from machine.scenario import boot_scenario, parse_scenario
 from tests.conftest import run
+from tests.machine import pool_code
 from tests.machine.pool_views import tag, tracker
-from tests.machine.probe import boot_probe, probe_scenario, start_system_thread
+from tests.machine.probe import boot_probe, start_system_thread
 
 TAG = tag("Trk1")
-
-
-def alloc(pool: int, size: int, into: str = "") -> str:
-    save = f"    mov     qword ptr [{into}], rax\n" if into else ""
-    return f"""
-    mov     r8d, {TAG:#x}
-    mov     edx, {size:#x}
-    mov     ecx, {pool}
-    call    nt!ExAllocatePoolWithTag
-""" + save
-
-
-def free(block: str) -> str:
-    return f"""
-    mov     edx, {TAG:#x}
-    mov     rcx, qword ptr [{block}]
-    call    nt!ExFreePoolWithTag
-"""
+alloc = partial(pool_code.alloc, tag=TAG)
+free = partial(pool_code.free, tag=TAG)
 
 
 COUNT = ("    sub     rsp, 28h\n"
-         + alloc(0, 0x40, "BlockA") + alloc(0, 0x40) + alloc(0, 0x40) + free("BlockA")
-         + alloc(1, 0x100, "BlockB") + alloc(1, 0x100, "BlockC") + free("BlockB")
-         + free("BlockC") + alloc(0, 0x1800) + "t_park:\n    jmp     t_park\n")
+         + alloc("40h", "BlockA") + alloc("40h") + alloc("40h") + free("BlockA")
+         + alloc("100h", "BlockB", pool=1) + alloc("100h", "BlockC", pool=1) + free("BlockB")
+         + free("BlockC") + alloc("1800h") + "t_park:\n    jmp     t_park\n")
 GLOBALS = {"BlockA": 8, "BlockB": 8, "BlockC": 8}
 
 
@@ -73,7 +59,7 @@ def test_dt_shows_a_tracker_entry_read_from_memory():
     assert link[-1] == "   +0x020 AccessMask       : Uint4B"
 
 
-SPECIAL = ("    sub     rsp, 28h\n" + alloc(0, 0x40, "BlockA") + """
+SPECIAL = ("    sub     rsp, 28h\n" + alloc("40h", "BlockA") + """
 s_wait:
     cmp     qword ptr [BlockB], 0
     je      s_wait
@@ -81,9 +67,7 @@ s_wait:
 
 
 def test_special_pool_blocks_are_counted_too():
-    text = probe_scenario("pooler", {"Special": SPECIAL}, GLOBALS, cpus=1)
-    text = text.replace("cpus = 1\n", 'cpus = 1\nverifier = ["pooler"]\n')
-    m = boot_scenario(parse_scenario(text, "pooler.toml"))
+    m = boot_probe("pooler", {"Special": SPECIAL}, GLOBALS, cpus=1, verified=True)
     start_system_thread(m, 0x8000, m.sym("pooler!Special"))
     m.run(20_000)
     block = m.kspace.read_u64(m.sym("pooler!BlockA"))

@@ -21,10 +21,13 @@ from machine.rtl.lists import iterate_list
 from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
 from tests.machine.probe import (
-    COMPLETE_SUCCESS,
+    LOG_MAJOR_AND_COMPLETE,
+    MAJOR_LOG_GLOBALS,
     boot_probe,
+    client_process,
     client_program,
     device_driver,
+    major_log,
     scenario_header,
     start_system_thread,
 )
@@ -33,14 +36,6 @@ from tests.machine.test_invariants import check_links, check_pool
 READY, RUNNING, TERMINATED, WAITING = 1, 2, 4, 5
 NT_CURRENT_PROCESS, NT_CURRENT_THREAD = 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFE
 
-LOGGED = """
-    mov     rax, qword ptr [rdx+0B8h]
-    movzx   ecx, byte ptr [rax]             ; MajorFunction
-    mov     rax, qword ptr [MajorCount]
-    lea     r8, [MajorLog]
-    mov     byte ptr [r8+rax], cl
-    inc     qword ptr [MajorCount]
-""" + COMPLETE_SUCCESS
 WAITER = """
     sub     rsp, 38h
     mov     qword ptr [rsp+20h], 0
@@ -57,8 +52,8 @@ WAITER = """
 SCENARIO = (
     scenario_header("pexit")
     + device_driver("pexit", "Pexit", {0x0: "Logged", 0x2: "Logged", 0x12: "Logged"},
-                    {"Logged": LOGGED, "Waiter": WAITER},
-                    {"MajorLog": 8, "MajorCount": 8, "Target": 8, "WaitResult": 8})
+                    {"Logged": LOG_MAJOR_AND_COMPLETE, "Waiter": WAITER},
+                    {**MAJOR_LOG_GLOBALS, "Target": 8, "WaitResult": 8})
     + client_program("Pexit", ["{ sleep_ms = 60 }", "{ exit_process = 0x1234 }"]))
 
 
@@ -70,7 +65,7 @@ def entries(m, head: int, type_name: str, field: str) -> list[int]:
 def test_process_exit_runs_down_handles_signals_and_leaves_a_zombie_until_released():
     m = boot_scenario(parse_scenario(SCENARIO, "pexit.toml"))
     m.run(STEPS_PER_TICK * 3)
-    client = next(p for p in m.processes if p.image == "client.exe")
+    client = client_process(m)
     main = client.threads[0]
     assert m.kspace.read(m.sym("pexit!MajorLog"), 1) == b"\x00"  # the file is open
     # A second thread, idle in a user-mode wait; explorer holds handles to the process and
@@ -94,8 +89,7 @@ def test_process_exit_runs_down_handles_signals_and_leaves_a_zombie_until_releas
     assert ep.get("ProcessExiting") == 1 and ep.get("Pcb.Header.SignalState") == 1
     assert m.kspace.read_u64(m.sym("pexit!WaitResult")) == 0  # the waiter woke
     # The open file went through IRP_MJ_CLEANUP then IRP_MJ_CLOSE.
-    count = m.kspace.read_u64(m.sym("pexit!MajorCount"))
-    assert m.kspace.read(m.sym("pexit!MajorLog"), count) == bytes([0x00, 0x12, 0x02])
+    assert major_log(m, "pexit") == bytes([0x00, 0x12, 0x02])
     # Both threads ended with the process's status; the one nobody holds is gone, the
     # held one stays on the list, terminated.
     second_et = Struct(m.kspace, "_ETHREAD", second.ethread)

@@ -6,7 +6,6 @@ status block and event at completion."""
 from __future__ import annotations
 
 from machine.events import (
-    HANDLE_OFFSET,
     IO_APC_CONTEXT,
     IO_APC_COUNT,
     IO_APC_IOSB,
@@ -21,6 +20,8 @@ from machine.ob.object import lookup_handle
 from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
 from tests.machine.probe import (
+    client_file,
+    client_process,
     client_program,
     device_driver,
     pool_in_use,
@@ -157,16 +158,11 @@ def machine(flags: int, steps: list[str], overlapped: bool = False):
     m = boot_scenario(parse_scenario(text, "rw.toml"))
     m.run(STEPS_PER_TICK * 6)
     assert m.bugcheck is None
-    return m, next(p for p in m.processes if p.image == "client.exe")
+    return m, client_process(m)
 
 
 def seen(m, name: str) -> int:
     return m.kspace.read_u64(m.sym(f"rw!{name}"))
-
-
-def file_object(m, proc) -> int:
-    table = Struct(m.kspace, "_EPROCESS", proc.eprocess).get("ObjectTable")
-    return lookup_handle(m, table, proc.space.read_u64(proc.peb + HANDLE_OFFSET))
 
 
 def test_a_buffered_read_comes_back_through_the_system_buffer():
@@ -184,7 +180,7 @@ def test_a_buffered_read_comes_back_through_the_system_buffer():
     assert seen(m, "SeenUserBuffer") == buffer
     assert pool_in_use(m, "IoSB") == 0 and pool_in_use(m, "Irp ") == 0
     # a synchronous file's pointer moves past what was read
-    assert Struct(m.kspace, "_FILE_OBJECT", file_object(m, proc)).get(
+    assert Struct(m.kspace, "_FILE_OBJECT", client_file(m, proc)).get(
         "CurrentByteOffset") == 0x120
 
 
@@ -207,7 +203,7 @@ def test_a_synchronous_file_reads_on_from_its_file_pointer():
     assert (m.kspace.read_u64(log), m.kspace.read_u64(log + 8)) == (0, 0x10)
     buffer = proc.peb + IO_AREA_OFFSET + IO_BUFFER
     assert proc.space.read(buffer, 0x10) == bytes(range(0x10, 0x20))
-    assert Struct(m.kspace, "_FILE_OBJECT", file_object(m, proc)).get(
+    assert Struct(m.kspace, "_FILE_OBJECT", client_file(m, proc)).get(
         "CurrentByteOffset") == 0x20
 
 
@@ -241,7 +237,7 @@ def test_an_asynchronous_read_the_driver_completes_at_once_signals_the_event():
     assert Struct(m.kspace, "_DISPATCHER_HEADER", event).get("SignalState") == 1
     assert proc.space.read(area + IO_BUFFER, 0x10) == bytes(range(0x30, 0x40))
     # no file pointer on an asynchronous file
-    fo = Struct(m.kspace, "_FILE_OBJECT", file_object(m, proc))
+    fo = Struct(m.kspace, "_FILE_OBJECT", client_file(m, proc))
     assert fo.get("CurrentByteOffset") == 0 and not fo.get("Flags") & 0x2
     # the client went on to its idle wait (UserRequest) at PASSIVE_LEVEL
     kt = Struct(m.kspace, "_KTHREAD", proc.threads[0].ethread)

@@ -11,10 +11,15 @@ from kdsim.live import LiveTarget
 from machine.cpu import strings
 from machine.ex.pool import POOL_HEADER_SIZE, tag_value
 from machine.kd.snapshot import memory_digest
-from machine.ps.create import create_thread
 from machine.scenario import boot_scenario, builtin_scenario
 from machine.types.view import Struct
-from tests.machine.probe import boot_probe
+from tests.machine.probe import (
+    DELAYED_THREAD_GLOBALS,
+    boot_probe,
+    decoded,
+    delayed_thread,
+    start_system_thread,
+)
 
 
 def machine():
@@ -172,16 +177,12 @@ def stepping_machine(cpus: int = 2):
 
 def system_thread(m, tid: int, routine: str, ideal: int = 0):
     """A system thread running st!routine, queued on processor `ideal`."""
-    system = next(p for p in m.processes if p.pid == 4)
-    return create_thread(m, system, tid, "nt!KiStartSystemThread", system=True,
-                         routine=m.sym(f"st!{routine}"), ideal=ideal)
+    return start_system_thread(m, tid, m.sym(f"st!{routine}"), ideal)
 
 
 def instructions(m, routine: str, mnemonic: int, limit: int = 0x80) -> list[int]:
     """Addresses of the instructions with `mnemonic` in st!routine, decoded from memory."""
-    start = m.sym(f"st!{routine}")
-    return [ins.ip for ins in Decoder(64, m.kspace.read(start, limit), ip=start)
-            if ins.mnemonic == mnemonic]
+    return [ins.ip for ins in decoded(m, m.sym(f"st!{routine}"), mnemonic, limit)]
 
 
 def stop_at(m, address: int):
@@ -366,47 +367,9 @@ def test_a_breakpoint_stop_lets_every_other_processor_finish_the_step():
     assert regs(twin, twin.processors[0])["rip"] == call + 5 + 7  # past the next mov
 
 
-# A thread started by DriverEntry (part of the scenario, so snapshots rebuild it) that
-# waits for a timer, letting the boot settle, then runs Caller.
-DELAYED_CALLER = {
-    "DriverEntry": """
-    sub     rsp, 48h
-    lea     rcx, [Timer]
-    call    nt!KeInitializeTimer
-    xor     r8d, r8d
-    mov     rdx, -1000000                   ; in 100 ms
-    lea     rcx, [Timer]
-    call    nt!KeSetTimer
-    mov     qword ptr [rsp+30h], 0          ; StartContext
-    lea     rax, [Delayed]
-    mov     qword ptr [rsp+28h], rax        ; StartRoutine
-    mov     qword ptr [rsp+20h], 0          ; ClientId
-    xor     r9d, r9d
-    xor     r8d, r8d
-    mov     edx, 1FFFFFh
-    lea     rcx, [ThreadHandle]
-    call    nt!PsCreateSystemThread
-    xor     eax, eax
-    add     rsp, 48h
-    ret
-""",
-    "Delayed": """
-    sub     rsp, 38h
-    mov     qword ptr [rsp+20h], 0
-    xor     r9d, r9d
-    xor     r8d, r8d
-    xor     edx, edx
-    lea     rcx, [Timer]
-    call    nt!KeWaitForSingleObject
-    add     rsp, 38h
-    jmp     Caller
-""",
-}
-
-
 def test_step_over_and_run_to_return_replay_from_a_snapshot():
-    m = boot_probe("st", {**STEPPING, **DELAYED_CALLER},
-                   {**STEPPING_GLOBALS, "ThreadHandle": 8, "Timer": 0x40})
+    m = boot_probe("st", {**STEPPING, **delayed_thread("Caller")},
+                   {**STEPPING_GLOBALS, **DELAYED_THREAD_GLOBALS})
     snap = m.snapshot()
     call = instructions(m, "Caller", Mnemonic.CALL)[0]
     m.set_breakpoint(call)

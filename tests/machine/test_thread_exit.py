@@ -9,50 +9,17 @@ from commands.session import Session
 from commands.stack import call_site
 from commands.stackwalk import walk
 from kdsim.live import LiveTarget
-from machine.boot import start_user_thread
 from machine.machine import STEPS_PER_TICK
 from machine.ob.object import OBJECT_HEADER_BODY, insert_handle, lookup_handle
-from machine.ps.create import create_event, create_process
+from machine.ps.create import create_event
 from machine.ps.usermode import Syscall
 from machine.rtl.lists import iterate_list
 from machine.types.view import Struct
 from tests.machine.probe import boot_probe, start_system_thread
+from tests.machine.user_programs import UNSET, delay, run_until, user_process
 
-DATA = 0x40000  # past the PEB: a page of the test programs' own data
-UNSET = 0xFFFF
 TERMINATED, WAITING = 4, 5
 NT_CURRENT_THREAD = 0xFFFFFFFFFFFFFFFE
-
-
-def user_process(m, image: str, programs: dict) -> tuple:
-    """A process whose threads run the given programs (name -> factory(m, thread,
-    handles, data)); `handles` maps each thread's name to a handle to it in the process's
-    table, as CreateThread would have returned."""
-    proc = create_process(m, image, m.cids.take(), 4, 1)
-    data = proc.peb + DATA
-    proc.space.map_new(data, 0x1000, user=True)
-    proc.space.write(data, UNSET.to_bytes(8, "little") * 0x200)
-    handles: dict[str, int] = {}
-    threads = {name: start_user_thread(m, proc, m.cids.take(),
-                                       lambda m, t, f=factory: f(m, t, handles, data))
-               for name, factory in programs.items()}
-    table = Struct(m.kspace, "_EPROCESS", proc.eprocess).get("ObjectTable")
-    for name, thread in threads.items():
-        handles[name] = insert_handle(m, table, thread.ethread)
-    return proc, threads, data
-
-
-def delay(space, at: int, ticks: int) -> int:
-    space.write_u64(at, -(ticks * 156250) & 0xFFFFFFFFFFFFFFFF)
-    return at
-
-
-def run_until(m, done, limit: int = 60) -> None:
-    for _ in range(limit):
-        if done():
-            return
-        m.run(STEPS_PER_TICK // 4)
-    raise AssertionError("the condition never came")
 
 
 def listed(m, head: int, entry_offset: int) -> list[int]:

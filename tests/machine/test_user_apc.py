@@ -5,53 +5,19 @@ on the user stack, and NtContinue resumes the interrupted call — observed in m
 
 from __future__ import annotations
 
-from machine.boot import start_user_thread
 from machine.events import APC_CONTEXT_OFFSET, APC_COUNT_OFFSET
 from machine.ke.userapc import KI_USER_APC_DISPATCHER_RVA
 from machine.machine import STEPS_PER_TICK
 from machine.ob.object import insert_handle, lookup_handle
-from machine.ps.create import create_event, create_process, image_base
+from machine.ps.create import create_event, image_base
 from machine.ps.usermode import Syscall, UserRoutine, stub_address, user_stack_top
 from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
 from tests.machine.probe import boot_probe, scenario_header
+from tests.machine.user_programs import UNSET, delay, run_until, user_process
 
-DATA = 0x40000  # past the PEB: a page of the test programs' own data
 WAITING, DELAY_EXECUTION, USER_REQUEST, USER_MODE = 5, 4, 6, 1
 STATUS_USER_APC = 0xC0
-UNSET = 0xFFFF
-
-
-def user_process(m, image: str, programs: dict) -> tuple:
-    """A process whose threads run the given programs (name -> factory(m, thread,
-    handles, data)); `handles` maps each thread's name to a handle to it in the process's
-    table, as CreateThread would have returned."""
-    proc = create_process(m, image, m.cids.take(), 4, 1)
-    data = proc.peb + DATA
-    proc.space.map_new(data, 0x1000, user=True)
-    proc.space.write(data, UNSET.to_bytes(8, "little") * 0x200)
-    handles: dict[str, int] = {}
-    threads = {name: start_user_thread(m, proc, m.cids.take(),
-                                       lambda m, t, f=factory: f(m, t, handles, data))
-               for name, factory in programs.items()}
-    table = Struct(m.kspace, "_EPROCESS", proc.eprocess).get("ObjectTable")
-    for name, thread in threads.items():
-        handles[name] = insert_handle(m, table, thread.ethread)
-    return proc, threads, data
-
-
-def delay(space, at: int, ticks: int) -> int:
-    """A relative interval of `ticks` clock ticks, written at `at` (a LARGE_INTEGER)."""
-    space.write_u64(at, -(ticks * 156250) & 0xFFFFFFFFFFFFFFFF)
-    return at
-
-
-def run_until(m, done, limit: int = 40) -> None:
-    for _ in range(limit):
-        if done():
-            return
-        m.run(STEPS_PER_TICK // 4)
-    raise AssertionError("the condition never came")
 
 
 def test_a_user_apc_waits_on_list_1_through_a_non_alertable_wait_and_runs_at_an_alertable_one():
