@@ -1,11 +1,11 @@
-"""`db`, `dw`, `dd`, `dc`, `dq`, `dp`, `dps`, `dqs`, `da`, `du`: kd's memory dumps.
+"""`db`, `dw`, `dd`, `dc`, `dq`, `dp`, `dps`, `dqs`, `dds`, `da`, `du`: kd's memory dumps.
 
 Every line: backticked address, two spaces, data.  Rows start at the given address (kd
 does not align them) and step by 16 bytes; the last row is short when the count ends
 mid-row.  `db` separates bytes 8 and 9 with `-` and ends with 16 ASCII characters
 (non-printables `.`); `dc` does the same after four dwords.  Unreadable cells print `??`,
-`????`, `????????`, `????????`????????` and `?` in the ASCII column.  `dps` adds the
-symbol of each pointer.  `da` / `du` print at most 32 characters a line, stopping at the
+`????`, `????????`, `????????`????????` and `?` in the ASCII column.  `dps` (`dds`) adds the
+symbol of each pointer (dword).  `da` / `du` print at most 32 characters a line, stopping at the
 terminating NUL.
 """
 
@@ -33,6 +33,7 @@ _NUMERIC = {
     "dc": (4, 32),
     "dq": (8, 16),
     "dps": (8, 16),
+    "dds": (4, 32),
 }
 _ALIASES = {"dp": "dq", "dqs": "dps"}
 KINDS = tuple(_NUMERIC) + tuple(_ALIASES) + ("da", "du")
@@ -111,10 +112,10 @@ def _numeric(read: Reader, symbolizer: Symbolizer | None, kind: str, address: in
     total = count * size
     cells = read_cells(read, address, total)
     lines = []
-    if kind == "dps":
+    if kind in ("dps", "dds"):
         for i in range(count):
             value = _unit(cells[i * size:(i + 1) * size])
-            line = f"{addr(address + i * size)}  {_hex_unit(value, 8)}"
+            line = f"{addr(address + i * size)}  {_hex_unit(value, size)}"
             name = symbolizer.name_for(value) if (value is not None and symbolizer) else None
             if name:
                 line += f" {name}"
@@ -216,3 +217,10 @@ def dump(read: Reader, symbolizer: Symbolizer | None, kind: str, address: int,
     if count <= 0:
         return [], address
     return _numeric(read, symbolizer, kind, address, count)
+
+
+def read_units(read: Reader, address: int, count: int, size: int) -> list[int | None]:
+    """`count` little-endian units of `size` bytes, None where unreadable: the values a
+    dump shows, for its structured result."""
+    cells = read_cells(read, address & MASK64, count * size)
+    return [_unit(cells[i * size:(i + 1) * size]) for i in range(count)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from commands import registry
+from commands.bptable import BreakpointTable
 from commands.cmdline import split_commands, split_name
 from commands.errors import KdCommandError, KdError, KdMemoryError
 from commands.expr import evaluate, take_expression
@@ -54,6 +55,11 @@ class Session:
     scope: ScopeContext | None = None
     pseudo: dict[str, int] = field(default_factory=dict)
     next_dump: dict[str, int] = field(default_factory=dict)  # where d*/u continue
+    breakpoints: BreakpointTable = field(default_factory=BreakpointTable)
+    # The most target steps one command may let a live target run (g, p over a long call,
+    # a breakpoint whose command string resumes): kd runs until Ctrl+C, kdsim also stops
+    # here so that a script cannot hang.
+    run_budget: int = 50_000_000
 
     def __post_init__(self) -> None:
         self.symbols = SymbolEngine(self.target)
@@ -80,6 +86,33 @@ class Session:
 
     def current_process(self, processor: int | None = None) -> int:
         return self.reader.field("_KTHREAD", self.current_thread(processor), "ApcState.Process")
+
+    # -- run control: the current processor and stops ------------------------------------
+
+    def switch_processor(self, processor: int) -> None:
+        """kd's `~Ns`: registers, $thread/$proc and default reads follow that processor."""
+        self.processor = processor
+        self.scope = None
+        self.next_dump.clear()
+        select = getattr(self.target, "select_processor", None)
+        if select is not None:
+            select(processor)
+
+    def stopped(self, processor: int) -> None:
+        """After the target ran: the stop's processor becomes current, a context set with
+        .trap is dropped, u/d* start again from the new state, and the module list is read
+        again (drivers may have loaded)."""
+        self.processor = processor
+        self.scope = None
+        self.next_dump.clear()
+        self.symbols = SymbolEngine(self.target)
+
+    def break_in(self) -> None:
+        """Ctrl+C while a command runs a live target: the target stops before its next
+        step and the command reports the break-in.  Safe to call from a signal handler."""
+        request = getattr(self.target, "break_in", None)
+        if request is not None:
+            request()
 
     def nt(self, name: str) -> int:
         addr = self.symbols.address_of(f"nt!{name}")

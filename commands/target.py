@@ -129,6 +129,12 @@ class Target(Protocol):
 
     def read_physical(self, address: int, size: int) -> bytes: ...
 
+    # -- time (kernel-state commands) --------------------------------------------------
+    def system_time(self) -> int | None:
+        """The target's system time when it stopped, in 100 ns units since 1601 (UTC), as
+        a dump header records it for kd; None if unknown."""
+        ...
+
     # -- registers ---------------------------------------------------------------------
     def registers(self, processor: int) -> dict[str, int]:
         """Lower-case register names -> values: rax..r15, rip, rsp, rbp, efl, cs, ss,
@@ -142,3 +148,110 @@ class Target(Protocol):
 
     @property
     def types(self) -> TypeProvider: ...
+
+    # -- run control (live targets only; see RunControl below) -----------------------
+    @property
+    def stop_processor(self) -> int:
+        """The processor the target last stopped on (a bug check, a breakpoint, the end
+        of a step, a break-in): kd's current processor after the stop."""
+        ...
+
+    # -- memory edits and model-specific registers (e*, rdmsr) --------------------------
+    # Additive: a target that cannot do these (a dump) raises TargetNotLive.
+    def write_virtual(self, address: int, data: bytes, dtb: int | None = None) -> None:
+        """Write bytes at a virtual address, as the debugger writes: through the page
+        tables but ignoring page protection.  Raises MemoryAccessError naming the first
+        address that is not mapped (nothing is written then), TargetNotLive on a dump."""
+        ...
+
+    def read_msr(self, processor: int, msr: int) -> int:
+        """A model-specific register of one processor.  Raises KeyError for an MSR the
+        processor does not have, TargetNotLive on a target without MSRs."""
+        ...
+
+
+class TargetNotLive(Exception):
+    """The operation needs a live target (editing memory, reading MSRs)."""
+
+
+# -- run control ----------------------------------------------------------------------------
+# A live target runs when the debugger lets it go (kd's g, t, p, gu) and stops again on an
+# event.  The debugger owns the breakpoints (numbers, state, conditions); for each run it
+# hands the target the ones to arm, as kd writes its int 3 bytes and debug registers when
+# the target resumes and takes them out again when it stops.  A dump target has none of
+# this (`is_live` is False) and does not implement these methods.
+
+# Why a run ended (StopEvent.reason).
+STOP_BREAKPOINT = "breakpoint"  # an armed code breakpoint (int 3) was reached
+STOP_DATA = "data"  # an armed data breakpoint (debug register) triggered
+STOP_STEP = "step"  # the requested step (t, p, gu) is complete
+STOP_BREAK = "break"  # break-in requested (Ctrl+C)
+STOP_BUGCHECK = "bugcheck"  # the target bug-checked (or had already)
+STOP_BUDGET = "budget"  # the run's step budget ran out with no event
+
+
+@dataclass(frozen=True)
+class DataWatch:
+    """A data breakpoint to arm: kd's `ba <access><size> <address>`.  `access` is "e"
+    (execute), "w" (write) or "r" (read or write)."""
+
+    address: int
+    size: int
+    access: str
+
+
+@dataclass(frozen=True)
+class ArmedBreakpoints:
+    """What the target arms for one run: code breakpoint addresses and data watches."""
+
+    code: frozenset[int] = frozenset()
+    data: tuple[DataWatch, ...] = ()
+
+
+@dataclass(frozen=True)
+class StopEvent:
+    """How a run ended.  `processor` is the one the target stopped on; for breakpoints
+    `address` is the breakpoint's address (for data breakpoints `watch` is the watch that
+    triggered); `steps` is how long the run took, in the target's steps."""
+
+    reason: str
+    processor: int
+    address: int = 0
+    watch: DataWatch | None = None
+    steps: int = 0
+
+
+class RunControl(Protocol):
+    """The run-control half of a live Target (`is_live` True).  Each call arms `armed`,
+    runs at most `max_steps` target steps (None: the target's own limit), stops every
+    processor, disarms the code breakpoints (so memory reads show the original bytes while
+    stopped) and reports the stop."""
+
+    def go(self, armed: ArmedBreakpoints, max_steps: int | None = None) -> StopEvent:
+        """kd's `g`: run until an event."""
+        ...
+
+    def step_into(self, processor: int, armed: ArmedBreakpoints,
+                  max_steps: int | None = None) -> StopEvent:
+        """kd's `t`: the processor executes one instruction (into calls)."""
+        ...
+
+    def step_over(self, processor: int, armed: ArmedBreakpoints,
+                  max_steps: int | None = None) -> StopEvent:
+        """kd's `p`: one instruction; a call or rep instruction runs until the same
+        thread is back after it."""
+        ...
+
+    def step_out(self, processor: int, armed: ArmedBreakpoints,
+                 max_steps: int | None = None) -> StopEvent:
+        """kd's `gu`: run until the current function returns to its caller."""
+        ...
+
+    def break_in(self) -> None:
+        """Ctrl+C: a run under way (or the next one) stops before its next step.  Safe to
+        call from a signal handler."""
+        ...
+
+    def select_processor(self, processor: int) -> None:
+        """kd's `~Ns`: the processor whose CR3 translates reads given no `dtb`."""
+        ...

@@ -3,8 +3,24 @@ registers from its processors, symbols from its loader, types from its catalog."
 
 from __future__ import annotations
 
-from commands.target import DataSymbol, FunctionSymbol, MemoryAccessError, SymbolFile, UnwindOp
-from machine.machine import Machine
+from commands.target import (
+    STOP_BREAK,
+    STOP_BREAKPOINT,
+    STOP_BUDGET,
+    STOP_BUGCHECK,
+    STOP_DATA,
+    STOP_STEP,
+    ArmedBreakpoints,
+    DataSymbol,
+    DataWatch,
+    FunctionSymbol,
+    MemoryAccessError,
+    StopEvent,
+    SymbolFile,
+    UnwindOp,
+)
+from machine.kd.databp import DataBreakpointHit
+from machine.machine import Machine, RunResult
 from machine.mm.paging import AddressSpace, PageFault
 from machine.mm.physical import PhysicalAccessError
 
@@ -17,6 +33,8 @@ class LiveTarget:
         self.m = machine
         self._symbols: dict[str, SymbolFile] = {}
         self._spaces: dict[int, AddressSpace] = {}
+        self._stopped_on: int | None = None  # set by run control; None: the bug check's
+        self._selected: int | None = None  # kd's `~Ns`, until the next stop
 
     @property
     def processor_count(self) -> int:
@@ -28,7 +46,10 @@ class LiveTarget:
 
     @property
     def stop_processor(self) -> int:
-        """The processor the target stopped on: the one that bug-checked."""
+        """The processor the target last stopped on: the one that bug-checked, or the
+        one a run-control request (breakpoint, step, break-in) stopped on."""
+        if self._stopped_on is not None:
+            return self._stopped_on
         halt = self.m.bugcheck
         return halt.processor if halt is not None else 0
 
@@ -41,7 +62,8 @@ class LiveTarget:
 
     def _space(self, dtb: int | None) -> AddressSpace:
         if dtb is None:
-            return self.m.processors[self.stop_processor].cpu.mem
+            current = self.stop_processor if self._selected is None else self._selected
+            return self.m.processors[current].cpu.mem
         pfn = (dtb & 0x000FFFFFFFFFF000) >> 12
         space = self._spaces.get(pfn)
         if space is None:
@@ -61,6 +83,10 @@ class LiveTarget:
             return self.m.phys.read(address, size)
         except PhysicalAccessError as exc:
             raise MemoryAccessError(exc.pa) from None
+
+    # -- time (kernel-state commands) ----------------------------------------------------
+    def system_time(self) -> int | None:
+        return self.m.system_time()
 
     def registers(self, processor: int) -> dict[str, int]:
         p = self.m.processors[processor]
@@ -89,3 +115,110 @@ class LiveTarget:
                 self._symbols[key] = sf
                 return sf
         return None
+
+    # -- memory edits and model-specific registers (e*, rdmsr) --------------------------
+
+    def write_virtual(self, address: int, data: bytes, dtb: int | None = None) -> None:
+        space = self._space(dtb)
+        # Translate every page first so a bad address leaves memory untouched; write
+        # physical frames directly, as a debugger does, so read-only code pages can be
+        # patched (the physical write drops the processors' decode caches of the page).
+        spans: list[tuple[int, int, int]] = []
+        pos = 0
+        while pos < len(data):
+            va = (address + pos) & 0xFFFFFFFFFFFFFFFF
+            n = min(len(data) - pos, 0x1000 - (va & 0xFFF))
+            try:
+                spans.append((space.translate(va), pos, n))
+            except PageFault as exc:
+                raise MemoryAccessError(exc.va) from None
+            pos += n
+        try:
+            for pa, p, n in spans:
+                self.m.phys.write(pa, data[p:p + n])
+        except PhysicalAccessError as exc:
+            raise MemoryAccessError(address) from exc
+
+    def read_msr(self, processor: int, msr: int) -> int:
+        return self.m.processors[processor].msrs[msr]
+
+    # -- run control -----------------------------------------------------------------
+
+    def go(self, armed: ArmedBreakpoints, max_steps: int | None = None) -> StopEvent:
+        return self._run(armed, lambda: self.m.run(max_steps))
+
+    def step_into(self, processor: int, armed: ArmedBreakpoints,
+                  max_steps: int | None = None) -> StopEvent:
+        limit = 100_000 if max_steps is None else max_steps
+        return self._run(armed, lambda: self.m.step_instruction(processor, limit))
+
+    def step_over(self, processor: int, armed: ArmedBreakpoints,
+                  max_steps: int | None = None) -> StopEvent:
+        return self._run(armed, lambda: self.m.step_over(processor, max_steps))
+
+    def step_out(self, processor: int, armed: ArmedBreakpoints,
+                 max_steps: int | None = None) -> StopEvent:
+        return self._run(armed, lambda: self.m.step_out(processor, max_steps))
+
+    def break_in(self) -> None:
+        self.m.request_break()
+
+    def select_processor(self, processor: int) -> None:
+        self._selected = processor
+
+    def _run(self, armed: ArmedBreakpoints, run) -> StopEvent:
+        m = self.m
+        if m.bugcheck is not None:
+            # Frozen at the bug check: nothing runs, nothing is armed.
+            return self._stopped(StopEvent(STOP_BUGCHECK, m.bugcheck.processor))
+        self._arm_data(armed.data)
+        for address in sorted(armed.code):
+            m.set_breakpoint(address)
+        try:
+            result = run()
+        finally:
+            # kd takes its int 3 bytes out while the target is stopped; data watches stay
+            # in the debug registers until the next run re-arms them.
+            for address in sorted(armed.code):
+                m.clear_breakpoint(address)
+        return self._stopped(self._event(result))
+
+    def _stopped(self, event: StopEvent) -> StopEvent:
+        self._stopped_on = event.processor
+        self._selected = None
+        return event
+
+    def _event(self, result: RunResult) -> StopEvent:
+        m = self.m
+        if result.reason == "bugcheck":
+            assert m.bugcheck is not None
+            return StopEvent(STOP_BUGCHECK, m.bugcheck.processor, steps=result.steps)
+        if result.reason == "breakpoint":
+            hit = m.stop
+            assert hit is not None
+            if isinstance(hit, DataBreakpointHit):
+                bp = hit.breakpoint
+                watch = DataWatch(bp.address, bp.size, _ACCESS_LETTER[bp.kind])
+                return StopEvent(STOP_DATA, hit.processor, bp.address, watch, result.steps)
+            return StopEvent(STOP_BREAKPOINT, hit.processor, hit.address, steps=result.steps)
+        if result.reason == "step":
+            where = result.processor if result.processor is not None else self.stop_processor
+            return StopEvent(STOP_STEP, where, steps=result.steps)
+        if result.reason == "break":
+            return StopEvent(STOP_BREAK, self.stop_processor, steps=result.steps)
+        return StopEvent(STOP_BUDGET, self.stop_processor, steps=result.steps)
+
+    def _arm_data(self, wanted: tuple[DataWatch, ...]) -> None:
+        """The debug registers hold exactly `wanted`: slots no longer wanted are cleared,
+        new watches take free slots (one already set stays, keeping its slot)."""
+        m = self.m
+        want = {(w.address, w.size, _ACCESS_KIND[w.access]) for w in wanted}
+        for slot, bp in enumerate(m.data_breakpoints.slots):
+            if bp is not None and (bp.address, bp.size, bp.kind) not in want:
+                m.clear_data_breakpoint(slot)
+        for w in wanted:
+            m.set_data_breakpoint(w.address, w.size, w.access)
+
+
+_ACCESS_LETTER = {"execute": "e", "write": "w", "readwrite": "r"}
+_ACCESS_KIND = {"e": "execute", "w": "write", "r": "readwrite"}

@@ -1,0 +1,189 @@
+"""Execution control on a live target: g, gu, t, p, tc, pc, ta, pa, and ~Ns (the current
+processor).  Each prints what kd prints at the stop: the stop text and the new location."""
+
+from __future__ import annotations
+
+import re
+
+from iced_x86 import Decoder, Mnemonic
+
+from commands.errors import KdCommandError, KdSyntaxError
+from commands.registry import Result, command
+from commands.runcontrol import Outcome, Request, is_step, require_live, run
+from commands.target import MemoryAccessError
+
+MAX_STEPS_PER_COMMAND = 10_000  # t/p/pa/pc repetitions one command may make
+
+
+def _data(s, out: Outcome) -> dict:
+    ev = out.event
+    return {"reason": ev.reason, "processor": ev.processor, "address": ev.address,
+            "breakpoint": out.hit.id if out.hit is not None else None,
+            "rip": s.target.registers(s.processor)["rip"]}
+
+
+def _no_start_address(args: str) -> None:
+    # `= StartAddress` needs a register write, which the target does not offer.
+    if args.lstrip().startswith("="):
+        raise KdSyntaxError(args.strip())
+
+
+@command("g", syntax="g [address ...]",
+         help="Go: run the target until a breakpoint, a bug check or a break-in; with "
+              "addresses, also stop when one of them is reached.")
+def g_cmd(s, args: str) -> Result:
+    require_live(s)
+    _no_start_address(args)
+    temps: set[int] = set()
+    rest = args.strip()
+    while rest:
+        address, rest = s.take(rest)
+        temps.add(address)
+        rest = rest.strip()
+    lines, out = run(s, lambda armed, steps: s.target.go(armed, steps), frozenset(temps))
+    return Result(lines, _data(s, out))
+
+
+@command("gu", syntax="gu", help="Go up: run until the current function returns.")
+def gu_cmd(s, args: str) -> Result:
+    require_live(s)
+    if args.strip():
+        raise KdSyntaxError(args.strip())
+    cpu = s.processor
+    lines, out = run(s, lambda armed, steps: s.target.step_out(cpu, armed, steps))
+    return Result(lines, _data(s, out))
+
+
+def _step_request(s, over: bool) -> Request:
+    cpu = s.processor
+    if over:
+        return lambda armed, steps: s.target.step_over(cpu, armed, steps)
+    return lambda armed, steps: s.target.step_into(cpu, armed, steps)
+
+
+def _count(s, args: str) -> int:
+    _no_start_address(args)
+    text = args.strip()
+    if not text:
+        return 1
+    count, rest = s.take(text)
+    if rest.strip():
+        raise KdSyntaxError(rest.strip())
+    return max(1, min(count, MAX_STEPS_PER_COMMAND))
+
+
+def _steps(s, over: bool, args: str) -> Result:
+    require_live(s)
+    count = _count(s, args)
+    lines: list[str] = []
+    out = None
+    for _ in range(count):
+        step_lines, out = run(s, _step_request(s, over))
+        lines += step_lines
+        if not is_step(out):
+            break
+    assert out is not None
+    return Result(lines, _data(s, out))
+
+
+@command("t", syntax="t [count]",
+         help="Trace: execute one instruction (into calls), count times.")
+def t_cmd(s, args: str) -> Result:
+    return _steps(s, False, args)
+
+
+@command("p", syntax="p [count]",
+         help="Step: execute one instruction, a call or rep instruction as a whole.")
+def p_cmd(s, args: str) -> Result:
+    return _steps(s, True, args)
+
+
+def _is_call(s) -> bool:
+    rip = s.target.registers(s.processor)["rip"]
+    try:
+        code = s.target.read_virtual(rip, 15)
+    except MemoryAccessError as exc:
+        readable = exc.address - rip
+        if readable <= 0:
+            return False
+        code = s.target.read_virtual(rip, readable)
+    ins = Decoder(64, code, ip=rip).decode()
+    return not ins.is_invalid and ins.mnemonic == Mnemonic.CALL
+
+
+def _to_call(s, over: bool, args: str) -> Result:
+    """tc / pc: run (stepping) until a call instruction is next; a call the step starts
+    on is stepped through (tc) or over (pc) first."""
+    require_live(s)
+    count = _count(s, args)
+    lines: list[str] = []
+    out = None
+    steps = 0
+    for _ in range(count):
+        while True:
+            step_lines, out = run(s, _step_request(s, over))
+            steps += 1
+            if not is_step(out):
+                return Result(lines + step_lines, _data(s, out))
+            if _is_call(s) or steps >= MAX_STEPS_PER_COMMAND:
+                lines += step_lines
+                break
+    assert out is not None
+    return Result(lines, _data(s, out))
+
+
+@command("tc", syntax="tc [count]", help="Trace to the next call instruction.")
+def tc_cmd(s, args: str) -> Result:
+    return _to_call(s, False, args)
+
+
+@command("pc", syntax="pc [count]", help="Step (over calls) to the next call instruction.")
+def pc_cmd(s, args: str) -> Result:
+    return _to_call(s, True, args)
+
+
+def _to_address(s, over: bool, args: str) -> Result:
+    """ta / pa: step until rip is the address, showing every step on the way."""
+    require_live(s)
+    text = args.strip()
+    if not text:
+        raise KdSyntaxError("")
+    target, rest = s.take(text)
+    if rest.strip():
+        raise KdSyntaxError(rest.strip())
+    lines: list[str] = []
+    out = None
+    for _ in range(MAX_STEPS_PER_COMMAND):
+        step_lines, out = run(s, _step_request(s, over))
+        lines += step_lines
+        if not is_step(out) or s.target.registers(s.processor)["rip"] == target:
+            break
+    assert out is not None
+    return Result(lines, _data(s, out))
+
+
+@command("ta", syntax="ta address", help="Trace to an address, showing each step.")
+def ta_cmd(s, args: str) -> Result:
+    return _to_address(s, False, args)
+
+
+@command("pa", syntax="pa address",
+         help="Step (over calls) to an address, showing each step.")
+def pa_cmd(s, args: str) -> Result:
+    return _to_address(s, True, args)
+
+
+_SWITCH = re.compile(r"(\d+)\s*s\s*$", re.IGNORECASE)
+
+
+@command("~", syntax="~Ns", help="Make processor N the current processor.")
+def switch_cmd(s, args: str) -> Result:
+    m = _SWITCH.match(args.strip())
+    if m is None:
+        raise KdCommandError(args, 0)
+    n = int(m.group(1))
+    if n >= s.target.processor_count:
+        raise KdCommandError(args, 0)
+    s.switch_processor(n)
+    return Result([], {"processor": n})
+

@@ -1,0 +1,152 @@
+"""Finding tagged pool blocks as a debugger does: the big-page table
+(nt!PoolBigPageTable / nt!PoolBigPageTableSize) for page-sized allocations, and for small
+ones every present page of a pool range (found by walking the page tables through
+physical memory) whose `_POOL_HEADER` chain is consistent from the page start to its end."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from commands.target import MemoryAccessError
+
+PAGE = 0x1000
+BLOCK_UNIT = 0x10
+PTE_PRESENT = 0x1
+PTE_LARGE = 0x80
+PTE_ADDRESS = 0x000FFFFFFFFFF000
+LEVEL_SHIFTS = (39, 30, 21, 12)
+VA_MASK = (1 << 48) - 1
+BIG_FREE = 0x1
+
+
+@dataclass(frozen=True)
+class PoolBlock:
+    header: int  # the _POOL_HEADER (small blocks), or 0 for a big-page block
+    body: int
+    size: int
+    tag: int
+    pool_type: int  # the header's PoolType: 0 free, 1 nonpaged, 2 paged (in use)
+
+
+def _canonical(va: int) -> int:
+    return va | 0xFFFF000000000000 if va & (1 << 47) else va
+
+
+def present_pages(target, cr3: int, start: int, end: int) -> Iterator[int]:
+    """Virtual pages in [start, end) that the page tables at cr3 map, lowest first."""
+    lo, hi = start & VA_MASK, (end - 1) & VA_MASK
+
+    def walk(table: int, level: int, base: int) -> Iterator[int]:
+        try:
+            entries = struct.unpack("<512Q", target.read_physical(table, PAGE))
+        except MemoryAccessError:
+            return
+        shift = LEVEL_SHIFTS[level]
+        first = max(0, (lo - base) >> shift) if lo > base else 0
+        last = min(511, (hi - base) >> shift)
+        for i in range(first, last + 1):
+            entry = entries[i]
+            if not entry & PTE_PRESENT:
+                continue
+            va = base + (i << shift)
+            if level == 3 or (level in (1, 2) and entry & PTE_LARGE):
+                for page in range(max(va, lo & ~(PAGE - 1)), min(va + (1 << shift), hi + 1),
+                                  PAGE):
+                    yield _canonical(page)
+            else:
+                yield from walk(entry & PTE_ADDRESS, level + 1, va)
+
+    yield from walk(cr3 & PTE_ADDRESS, 0, 0)
+
+
+class PoolScanner:
+    def __init__(self, s) -> None:
+        self.s = s
+        self.r = s.reader
+        types = s.target.types
+        self._bits = {name: self._field(types, name)
+                      for name in ("PreviousSize", "BlockSize", "PoolType", "PoolTag")}
+        self.header_size = types.sizeof("_POOL_HEADER")
+        self.big_entry_size = types.sizeof("_POOL_TRACKER_BIG_PAGES")
+
+    @staticmethod
+    def _field(types, name: str) -> tuple[int, int, int, int]:
+        off, f = types.resolve("_POOL_HEADER", name)
+        if f.kind == "bitfield":
+            return off, f.size, f.bit_position, f.bit_length
+        return off, f.size, 0, 8 * f.size
+
+    def _get(self, data: bytes, at: int, name: str) -> int:
+        off, size, pos, length = self._bits[name]
+        value = int.from_bytes(data[at + off:at + off + size], "little")
+        return (value >> pos) & ((1 << length) - 1)
+
+    # -- the big-page table ---------------------------------------------------------------
+
+    def big_table(self) -> tuple[int, int]:
+        """(table address, entries)."""
+        return (self.r.u64(self.s.nt("PoolBigPageTable")),
+                self.r.u64(self.s.nt("PoolBigPageTableSize")))
+
+    def big_blocks(self) -> list[PoolBlock]:
+        table, count = self.big_table()
+        raw = self.r.read(table, count * self.big_entry_size)
+        t = "_POOL_TRACKER_BIG_PAGES"
+        types = self.s.target.types
+        va_off = types.resolve(t, "Va")[0]
+        key_off = types.resolve(t, "Key")[0]
+        bytes_off = types.resolve(t, "NumberOfBytes")[0]
+        out = []
+        for i in range(count):
+            at = i * self.big_entry_size
+            va = int.from_bytes(raw[at + va_off:at + va_off + 8], "little")
+            if not va or va & BIG_FREE:
+                continue
+            key = int.from_bytes(raw[at + key_off:at + key_off + 4], "little")
+            size = int.from_bytes(raw[at + bytes_off:at + bytes_off + 8], "little")
+            pool_type = self.r.field(t, table + at, "PoolType")
+            out.append(PoolBlock(0, va, size, key, (pool_type & 1) + 1))
+        return sorted(out, key=lambda b: b.body)
+
+    # -- small blocks -----------------------------------------------------------------------
+
+    def page_blocks(self, page: int) -> list[PoolBlock]:
+        """The blocks of one page whose headers chain from the page start; the walk stops
+        at the first header that does not fit (a page of big-pool data, or corruption)."""
+        try:
+            data = self.r.read(page, PAGE)
+        except MemoryAccessError:
+            return []
+        out: list[PoolBlock] = []
+        at, previous = 0, 0
+        while at < PAGE:
+            units = self._get(data, at, "BlockSize")
+            if (units == 0 or self._get(data, at, "PreviousSize") != previous
+                    or at + units * BLOCK_UNIT > PAGE):
+                break
+            out.append(PoolBlock(page + at, page + at + self.header_size, units * BLOCK_UNIT,
+                                 self._get(data, at, "PoolTag"),
+                                 self._get(data, at, "PoolType")))
+            previous = units
+            at += units * BLOCK_UNIT
+        return out
+
+    def small_blocks(self, start: int, end: int, skip: set[int]) -> Iterator[PoolBlock]:
+        cr3 = self.s.target.registers(self.s.processor)["cr3"]
+        for page in present_pages(self.s.target, cr3, start, end):
+            if page not in skip:
+                yield from self.page_blocks(page)
+
+
+def tag_matches(tag: int, pattern: str) -> bool:
+    """A four-character pattern where `?` matches any byte (the protected-pool bit of the
+    last byte too, as `Irp?` does)."""
+    raw = (tag & 0xFFFFFFFF).to_bytes(4, "little")
+    return all(p == "?" or raw[i] == ord(p) for i, p in enumerate(pattern[:4]))
+
+
+def big_pages(blocks: list[PoolBlock]) -> set[int]:
+    """Every page a big-pool block covers (their contents are no header chains)."""
+    return {b.body + i * PAGE for b in blocks for i in range(max(1, b.size // PAGE))}

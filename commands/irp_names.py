@@ -1,0 +1,56 @@
+"""Names of IRP major and minor function codes, as !irp and !drvobj print them (wdm.h)."""
+
+from __future__ import annotations
+
+MAJOR_NAMES = (
+    "IRP_MJ_CREATE", "IRP_MJ_CREATE_NAMED_PIPE", "IRP_MJ_CLOSE", "IRP_MJ_READ",
+    "IRP_MJ_WRITE", "IRP_MJ_QUERY_INFORMATION", "IRP_MJ_SET_INFORMATION", "IRP_MJ_QUERY_EA",
+    "IRP_MJ_SET_EA", "IRP_MJ_FLUSH_BUFFERS", "IRP_MJ_QUERY_VOLUME_INFORMATION",
+    "IRP_MJ_SET_VOLUME_INFORMATION", "IRP_MJ_DIRECTORY_CONTROL", "IRP_MJ_FILE_SYSTEM_CONTROL",
+    "IRP_MJ_DEVICE_CONTROL", "IRP_MJ_INTERNAL_DEVICE_CONTROL", "IRP_MJ_SHUTDOWN",
+    "IRP_MJ_LOCK_CONTROL", "IRP_MJ_CLEANUP", "IRP_MJ_CREATE_MAILSLOT", "IRP_MJ_QUERY_SECURITY",
+    "IRP_MJ_SET_SECURITY", "IRP_MJ_POWER", "IRP_MJ_SYSTEM_CONTROL", "IRP_MJ_DEVICE_CHANGE",
+    "IRP_MJ_QUERY_QUOTA", "IRP_MJ_SET_QUOTA", "IRP_MJ_PNP",
+)
+IRP_MJ_DEVICE_CONTROL = 0x0E
+IRP_MJ_INTERNAL_DEVICE_CONTROL = 0x0F
+IRP_MJ_POWER = 0x16
+IRP_MJ_SYSTEM_CONTROL = 0x17
+IRP_MJ_PNP = 0x1B
+
+PNP_MINORS = {
+    0x00: "START_DEVICE", 0x01: "QUERY_REMOVE_DEVICE", 0x02: "REMOVE_DEVICE",
+    0x03: "CANCEL_REMOVE_DEVICE", 0x04: "STOP_DEVICE", 0x05: "QUERY_STOP_DEVICE",
+    0x06: "CANCEL_STOP_DEVICE", 0x07: "QUERY_DEVICE_RELATIONS", 0x08: "QUERY_INTERFACE",
+    0x09: "QUERY_CAPABILITIES", 0x0A: "QUERY_RESOURCES", 0x0B: "QUERY_RESOURCE_REQUIREMENTS",
+    0x0C: "QUERY_DEVICE_TEXT", 0x0D: "FILTER_RESOURCE_REQUIREMENTS", 0x0F: "READ_CONFIG",
+    0x10: "WRITE_CONFIG", 0x11: "EJECT", 0x12: "SET_LOCK", 0x13: "QUERY_ID",
+    0x14: "QUERY_PNP_DEVICE_STATE", 0x15: "QUERY_BUS_INFORMATION",
+    0x16: "DEVICE_USAGE_NOTIFICATION", 0x17: "SURPRISE_REMOVAL", 0x19: "DEVICE_ENUMERATED",
+}
+POWER_MINORS = {0x00: "WAIT_WAKE", 0x01: "POWER_SEQUENCE", 0x02: "SET_POWER",
+                0x03: "QUERY_POWER"}
+WMI_MINORS = {
+    0x00: "QUERY_ALL_DATA", 0x01: "QUERY_SINGLE_INSTANCE", 0x02: "CHANGE_SINGLE_INSTANCE",
+    0x03: "CHANGE_SINGLE_ITEM", 0x04: "ENABLE_EVENTS", 0x05: "DISABLE_EVENTS",
+    0x06: "ENABLE_COLLECTION", 0x07: "DISABLE_COLLECTION", 0x08: "REGINFO",
+    0x09: "EXECUTE_METHOD", 0x0B: "REGINFO_EX",
+}
+MINORS = {IRP_MJ_PNP: PNP_MINORS, IRP_MJ_POWER: POWER_MINORS, IRP_MJ_SYSTEM_CONTROL: WMI_MINORS}
+
+
+def major_name(major: int) -> str:
+    return MAJOR_NAMES[major] if major < len(MAJOR_NAMES) else "N/A"
+
+
+def minor_name(major: int, minor: int) -> str:
+    name = MINORS.get(major, {}).get(minor)
+    return f"IRP_MN_{name}" if name else "N/A"
+
+
+def function_text(major: int, minor: int, unused: bool = False) -> str:
+    """`[IRP_MJ_POWER(16), IRP_MN_SET_POWER(2)]`; a location no driver has used yet is
+    `[N/A(0), N/A(0)]`."""
+    if unused:
+        return f"[N/A({major:x}), N/A({minor:x})]"
+    return f"[{major_name(major)}({major:x}), {minor_name(major, minor)}({minor:x})]"

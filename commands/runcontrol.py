@@ -1,0 +1,222 @@
+"""Letting a live target run and reporting where it stopped, as kd does: breakpoints armed
+for the run, conditions (/p, /t, pass counts) checked at each hit by reading the current
+thread from memory (the target resumes silently when they do not hold), the stop text
+(`Breakpoint N hit`, the bug-check break-in, the Ctrl+C banner), the new location, and a
+hit breakpoint's command string."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from commands.bptable import Breakpoint
+from commands.cmdline import split_commands, split_name
+from commands.disasm import disassemble_one
+from commands.errors import KdCommandError, KdError
+from commands.registry import letter_commands
+from commands.target import (
+    STOP_BREAK,
+    STOP_BREAKPOINT,
+    STOP_BUDGET,
+    STOP_BUGCHECK,
+    STOP_DATA,
+    STOP_STEP,
+    ArmedBreakpoints,
+    MemoryAccessError,
+    StopEvent,
+)
+
+# A run request: the breakpoints to arm and the steps allowed -> how the run ended.
+Request = Callable[[ArmedBreakpoints, int], StopEvent]
+
+MAX_COMMAND_DEPTH = 8  # breakpoint command strings that step may nest this deep
+
+
+class NoRunnableError(KdCommandError):
+    """Run control on a target that cannot run (a dump): kd's
+    `^ No runnable debuggees error in 'g'`."""
+
+    kind = "No runnable debuggees"
+
+
+def require_live(s) -> None:
+    if not getattr(s.target, "is_live", False) or not hasattr(s.target, "go"):
+        raise NoRunnableError("", 0)
+
+
+# -- the text of a stop -----------------------------------------------------------------
+
+def location_lines(s) -> list[str]:
+    """`module!symbol+0xoff:` and the instruction at the current processor's rip."""
+    rip = s.target.registers(s.processor)["rip"]
+    lines, _ = disassemble_one(lambda a, n: s.target.read_virtual(a, n), s.symbols, rip)
+    return lines
+
+
+def _boxed(rows: list[str]) -> list[str]:
+    return ["*" + row.ljust(77) + "*" for row in rows]
+
+
+# kd's banner for a break-in from the keyboard.
+BREAK_IN_BANNER = ["*" * 79] + _boxed([
+    "",
+    "   You are seeing this message because you pressed either",
+    "       CTRL+C (if you run console kernel debugger) or,",
+    "       CTRL+BREAK (if you run GUI kernel debugger),",
+    "   on your debugger machine's keyboard.",
+    "",
+    "                   THIS IS NOT A BUG OR A SYSTEM CRASH",
+    "",
+    ' If you did not intend to break into the machine, press the "g" key, then',
+    ' press the "ENTER" key now.  This message might immediately reappear.  If it',
+    ' does, press "g" and "ENTER" again.',
+    "",
+]) + ["*" * 79]
+BREAK_EXCEPTION = "Break instruction exception - code 80000003 (first chance)"
+
+
+def bugcheck_lines(s) -> list[str]:
+    """The live target's break-in on a bug check, with the code and parameters read from
+    nt!KiBugCheckData."""
+    try:
+        data = s.nt("KiBugCheckData")
+        words = [s.reader.u64(data + 8 * i) for i in range(5)]
+    except (KdError, MemoryAccessError):
+        return [BREAK_EXCEPTION, ""]
+    params = ",".join(f"0x{w:016X}" for w in words[1:])
+    return ["KDTARGET: Refreshing KD connection", "",
+            f"*** Fatal System Error: 0x{words[0] & 0xFFFFFFFF:08x}",
+            " " * 23 + f"({params})", "",
+            BREAK_EXCEPTION, "",
+            "A fatal system error has occurred.",
+            "Debugger entered on first try; Bugcheck callbacks have not been invoked.", "",
+            "A fatal system error has occurred.", "",
+            "For analysis of this file, run !analyze -v"]
+
+
+def stop_lines(s, ev: StopEvent, hit: Breakpoint | None) -> list[str]:
+    if ev.reason == STOP_BUGCHECK:
+        head = bugcheck_lines(s)
+    elif ev.reason == STOP_BREAK:
+        head = [BREAK_EXCEPTION, *BREAK_IN_BANNER]
+    elif ev.reason == STOP_BUDGET:
+        head = [f"kdsim: the target ran {ev.steps} steps without an event; the debugger "
+                "broke in"]
+    elif hit is not None:
+        head = [f"Breakpoint {hit.id} hit"]
+    else:
+        head = []
+    return head + location_lines(s)
+
+
+# -- conditions checked at a hit -------------------------------------------------------------
+
+def _conditions_hold(s, bp: Breakpoint, processor: int) -> bool:
+    """/p and /t: the thread running on the stopped processor, read from its KPRCB."""
+    if bp.thread is None and bp.process is None:
+        return True
+    try:
+        thread = s.current_thread(processor)
+        process = s.current_process(processor)
+    except (KdError, MemoryAccessError):
+        return True  # cannot tell: stop, as kd does when it cannot evaluate
+    if bp.thread is not None and thread != bp.thread:
+        return False
+    return bp.process is None or process == bp.process
+
+
+def _breaks(s, bp: Breakpoint, processor: int) -> bool:
+    """Whether this hit stops the target; a hit that matches counts one pass."""
+    if not _conditions_hold(s, bp, processor):
+        return False
+    if bp.remaining > 1:
+        bp.remaining -= 1
+        return False
+    return True
+
+
+# -- running -----------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    event: StopEvent
+    hit: Breakpoint | None
+    lines: list[str] = field(default_factory=list)
+    spent: int = 0
+
+
+def run_once(s, request: Request, temps: frozenset[int] = frozenset(),
+             budget: int | None = None) -> Outcome:
+    """Run until a stop the user sees: hits whose conditions fail resume silently."""
+    allowed = s.run_budget if budget is None else budget
+    spent = 0
+    while True:
+        s.breakpoints.resolve(s.symbols.address_of)
+        ev = request(s.breakpoints.armed(temps), max(allowed - spent, 0))
+        spent += ev.steps
+        hit = None
+        if ev.reason in (STOP_BREAKPOINT, STOP_DATA):
+            hit = s.breakpoints.hit_by(ev.address, ev.watch)
+            quiet_ok = ev.reason == STOP_BREAKPOINT and ev.address in temps
+            if hit is not None and not quiet_ok and not _breaks(s, hit, ev.processor):
+                if spent < allowed:
+                    # kd resumes with `g`: a step under way is not resumed (see report)
+                    request = _go(s)
+                    temps = frozenset()
+                    continue
+                ev = StopEvent(STOP_BUDGET, ev.processor, steps=spent)
+                hit = None
+        s.stopped(ev.processor)
+        if hit is not None and hit.one_shot:
+            s.breakpoints.remove(hit.id)
+        return Outcome(ev, hit, stop_lines(s, ev, hit), spent)
+
+
+def _go(s) -> Request:
+    return lambda armed, steps: s.target.go(armed, steps)
+
+
+def run(s, request: Request, temps: frozenset[int] = frozenset()) -> tuple[list[str], Outcome]:
+    """run_once, then the hit breakpoint's command string; a `g` in it resumes the target
+    (in this loop, so a logging breakpoint may be hit any number of times)."""
+    lines: list[str] = []
+    spent = 0
+    while True:
+        out = run_once(s, request, temps, s.run_budget - spent)
+        spent += out.spent
+        lines += out.lines
+        if out.hit is None or not out.hit.command or spent >= s.run_budget:
+            return lines, out
+        if not run_command_string(s, out.hit.command, lines):
+            return lines, out
+        request, temps = _go(s), frozenset()
+
+
+def run_command_string(s, command: str, lines: list[str]) -> bool:
+    """Run a breakpoint's commands (kd does not echo them); True when one of them is a
+    plain `g`, which resumes the target (the commands after it are not run)."""
+    depth = getattr(s, "_bp_command_depth", 0)
+    if depth >= MAX_COMMAND_DEPTH:
+        return False
+    s._bp_command_depth = depth + 1
+    try:
+        for text in split_commands(command):
+            try:
+                ct = split_name(text, letter_commands())
+            except KdError:
+                ct = None
+            if ct is not None and ct.name.lower() == "g" and not ct.args.strip():
+                return True
+            res = s.execute_one(text)
+            lines += res.lines
+            if res.data == "quit":
+                return False
+    except KdError as exc:
+        lines.append(str(exc))
+    finally:
+        s._bp_command_depth = depth
+    return False
+
+
+def is_step(out: Outcome) -> bool:
+    return out.event.reason == STOP_STEP
