@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from prompt_toolkit import PromptSession
 from prompt_toolkit.history import InMemoryHistory
 
@@ -17,5 +19,12 @@ def repl(session, out) -> int:
             continue  # Ctrl+C at the prompt clears the line
         except EOFError:
             return 0
-        if emit(out, session.execute(line)):
+        # Ctrl+C while a command runs breaks in to the target, as in kd; the command
+        # reports the stop and the session goes on.
+        previous = signal.signal(signal.SIGINT, lambda *_: session.break_in())
+        try:
+            done = emit(out, session.execute(line))
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if done:
             return 0
