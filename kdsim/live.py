@@ -135,7 +135,7 @@ class LiveTarget:
             pos += n
         try:
             for pa, p, n in spans:
-                self.m.phys.write(pa, data[p:p + n])
+                self.m.debugger_write(pa, data[p:p + n])
         except PhysicalAccessError as exc:
             raise MemoryAccessError(address) from exc
 

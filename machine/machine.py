@@ -207,6 +207,12 @@ class Machine:
             raise MachineError("this machine was not booted from a scenario")
         return Snapshot(self.boot_factory, tuple(self.journal), self.steps)
 
+    def debugger_write(self, physical: int, data: bytes) -> None:
+        """A debugger's edit of memory (kd's e* commands), journaled so a snapshot
+        restored later has it too."""
+        self.phys.write(physical, data)
+        self.journal.append(("poke", physical, bytes(data)))
+
     def set_breakpoint(self, address: int) -> None:
         self.journal.append(("bp+", address))
         self.breakpoints.insert(self.kspace, address)

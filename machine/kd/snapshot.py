@@ -41,6 +41,7 @@ REPLAY: dict[str, str] = {
     "bp+": "set_breakpoint",
     "bp-": "clear_breakpoint",
     "break": "request_break",
+    "poke": "debugger_write",
 }
 
 

@@ -32,3 +32,16 @@ def test_restore_gives_the_same_memory_and_the_same_future():
     assert memory_digest(again) == crashed
     # a snapshot of the restored machine restores too
     assert memory_digest(again.snapshot().restore()) == crashed
+
+
+def test_a_debugger_edit_is_part_of_the_snapshot():
+    from kdsim.live import LiveTarget
+
+    m = boot_scenario(builtin_scenario("myfault"))
+    m.run(STEPS_PER_TICK * 2)
+    target = LiveTarget(m)
+    address = m.sym("myfault!MyfaultHighIrqlFault")
+    target.write_virtual(address, b"\x90\x90")  # kd: eb myfault!MyfaultHighIrqlFault 90 90
+    again = m.snapshot().restore()
+    assert again.kspace.read(address, 2) == b"\x90\x90"
+    assert memory_digest(again) == memory_digest(m)
