@@ -1,12 +1,23 @@
-"""`lm`: the loaded-module list, as walked from nt!PsLoadedModuleList."""
+"""`lm`: the loaded-module list, as walked from nt!PsLoadedModuleList.
+
+Options as kd reads them, letters glued or apart (`lmvm nt` is `lm v m nt`): `v` verbose,
+`m pattern` (module-name wildcard), `M pattern` (image-path wildcard), `a address` (the
+module holding an address), `k` kernel modules only, `u` user modules only, `l` and `o`
+(symbols loaded / loaded modules), `e` (symbol problems), `sm` sorted by name, `1m` names only,
+`D` (DML links; plain text here).
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import time
+from dataclasses import dataclass
 
 from commands import fmt
+from commands.errors import KdCommandError
 from commands.registry import Result, command
+
+KERNEL_SPACE = 0xFFFF800000000000  # kernel-mode addresses start here on x64
 
 
 def _status(m) -> tuple[str, str]:
@@ -19,31 +30,101 @@ def _timestamp(ts: int) -> str:
     return time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(ts)) + f" ({ts:08X})"
 
 
-@command("lm", syntax="lm [v] [m pattern]",
-         help="List loaded modules (v: verbose; m: name pattern).")
-def lm_cmd(s, args: str) -> Result:
-    words = args.split()
-    verbose, pattern = False, None
-    i = 0
-    while i < len(words):
-        w = words[i].lower()
-        if pattern is None and w.startswith("m") and len(w) > 1 and set(w) <= set("vmkul"):
-            verbose |= "v" in w
-            pattern = words[i + 1] if i + 1 < len(words) else "*"
-            i += 2
-            continue
-        if set(w) <= set("vmkuld"):
-            verbose |= "v" in w
-            if "m" in w:
-                pattern = words[i + 1] if i + 1 < len(words) else "*"
-                i += 2
-                continue
-        i += 1
-    mods = s.symbols.modules()
-    if pattern is not None:
-        mods = [m for m in mods if fnmatch.fnmatch(m.name.lower(), pattern.lower())]
+@dataclass
+class LmOptions:
+    verbose: bool = False
+    name_pattern: str | None = None
+    path_pattern: str | None = None
+    address: int | None = None
+    kernel_only: bool = False
+    user_only: bool = False
+    loaded_symbols_only: bool = False
+    symbol_problems_only: bool = False
+    sort_by_name: bool = False
+    names_only: bool = False
+
+
+def parse_lm_options(s, args: str) -> LmOptions:
+    """Read kd's lm options; a letter kd does not know is a syntax error at the command."""
+    opts = LmOptions()
+    text = args.strip()
+    pos = 0
+    while pos < len(text):
+        c = text[pos]
+        if c.isspace() or c in "Do":
+            pos += 1
+        elif text.startswith("1m", pos):
+            opts.names_only, pos = True, pos + 2
+        elif text.startswith("sm", pos):
+            opts.sort_by_name, pos = True, pos + 2
+        elif c in "mM":
+            rest = text[pos + 1:].lstrip()
+            word = rest.split(None, 1)[0] if rest else "*"
+            if c == "m":
+                opts.name_pattern = word
+            else:
+                opts.path_pattern = word
+            pos = len(text) - len(rest) + len(word) if rest else len(text)
+        elif c == "a":
+            opts.address = s.evaluate(text[pos + 1:])
+            pos = len(text)
+        elif c in "vkule":
+            opts.verbose |= c == "v"
+            opts.kernel_only |= c == "k"
+            opts.user_only |= c == "u"
+            opts.loaded_symbols_only |= c == "l"
+            opts.symbol_problems_only |= c == "e"
+            pos += 1
+        else:
+            raise KdCommandError(f"lm {args.strip()}", 3 + pos)
+    return opts
+
+
+def select_modules(s, opts: LmOptions) -> list:
+    mods = list(s.symbols.modules())
+    if opts.name_pattern is not None:
+        pat = opts.name_pattern.lower()
+        mods = [m for m in mods if fnmatch.fnmatchcase(m.name.lower(), pat)]
+    if opts.path_pattern is not None:
+        pat = opts.path_pattern.lower()
+        mods = [m for m in mods if fnmatch.fnmatchcase(m.path.lower(), pat)
+                or fnmatch.fnmatchcase(m.image.lower(), pat)]
+    if opts.address is not None:
+        mods = [m for m in mods if m.base <= opts.address < m.end]
+    if opts.kernel_only:
+        mods = [m for m in mods if m.base >= KERNEL_SPACE]
+    if opts.user_only:
+        mods = [m for m in mods if m.base < KERNEL_SPACE]
+    if opts.loaded_symbols_only:
+        mods = [m for m in mods if m.symbols is not None]
+    if opts.symbol_problems_only:
+        mods = [m for m in mods if m.symbols is None]
+    if opts.sort_by_name:
+        mods.sort(key=lambda m: m.name.lower())
+    return mods
+
+
+def _verbose_lines(m) -> list[str]:
     lines = []
-    if pattern is not None:
+    if m.symbols is not None:
+        lines.append(f"    Loaded symbol image file: {m.image}")
+    lines += [f"    Image path: {m.path}", f"    Image name: {m.image}",
+              "    Browse all global symbols  functions  data",
+              f"    Timestamp:        {_timestamp(m.timestamp)}",
+              f"    CheckSum:         {m.checksum:08X}",
+              f"    ImageSize:        {m.size:08X}"]
+    return lines
+
+
+@command("lm", syntax="lm [v] [k|u] [l] [sm] [1m] [m pattern] [M pattern] [a address]",
+         help="List loaded modules (v: verbose; m: name pattern; a: module at an address).")
+def lm_cmd(s, args: str) -> Result:
+    opts = parse_lm_options(s, args)
+    mods = select_modules(s, opts)
+    if opts.names_only:
+        return Result([m.name for m in mods], [{"name": m.name} for m in mods])
+    lines = []
+    if opts.name_pattern is not None or opts.address is not None:
         lines.append("Browse full module list")
     lines.append("start             end                 module name")
     rows = []
@@ -53,13 +134,8 @@ def lm_cmd(s, args: str) -> Result:
         line = f"{fmt.addr(m.base)} {fmt.addr(m.end)}   {name}{status:<22} {pdb}".rstrip()
         lines.append(line + (" " if not pdb else ""))
         rows.append({"name": m.name, "start": m.base, "end": m.end, "image": m.image,
-                     "symbols": status, "pdb": pdb})
-        if verbose:
-            if m.symbols is not None:
-                lines.append(f"    Loaded symbol image file: {m.image}")
-            lines.append(f"    Image path: {m.path}")
-            lines.append(f"    Image name: {m.image}")
-            lines.append(f"    Timestamp:        {_timestamp(m.timestamp)}")
-            lines.append(f"    CheckSum:         {m.checksum:08X}")
-            lines.append(f"    ImageSize:        {m.size:08X}")
+                     "path": m.path, "symbols": status, "pdb": pdb,
+                     "timestamp": m.timestamp, "checksum": m.checksum, "size": m.size})
+        if opts.verbose:
+            lines += _verbose_lines(m)
     return Result(lines, rows)

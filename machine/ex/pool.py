@@ -82,7 +82,11 @@ POOL_DATA = (
     ("PoolTrackTableSize", 8, ""),
     ("PoolBigPageTable", 8, ""),
     ("PoolBigPageTableSize", 8, ""),
+    # Driver Verifier's special pool range (Windows keeps the same two nt variables).
+    ("MmSpecialPoolStart", 8, ""),
+    ("MmSpecialPoolEnd", 8, ""),
 )
+SPECIAL_POOL_SIZE = 0x40000000  # the virtual range reserved for special pool
 
 
 def tag_value(tag: str) -> int:
@@ -478,6 +482,8 @@ def init_pool(m) -> None:
     pool.big = BigPageTable(pool.mem, m.sym("nt!PoolBigPageTable"),
                             m.sym("nt!PoolBigPageTableSize"), pool.take_nonpaged_pages)
     pool.big.create()
+    pool.mem.write_u64(m.sym("nt!MmSpecialPoolStart"), pool.special.base)
+    pool.mem.write_u64(m.sym("nt!MmSpecialPoolEnd"), pool.special.base + SPECIAL_POOL_SIZE)
 
     def bug_check(bad: PoolCorruption) -> None:
         from machine.ex.routines import bug_check_running
