@@ -18,7 +18,7 @@ from functools import cache
 from lark import Lark, Transformer
 from lark.exceptions import LarkError
 
-from commands.errors import KdRangeError, KdSyntaxError, KdUnknownCommand
+from commands.errors import KdOverflowError, KdRangeError, KdSyntaxError, KdUnknownCommand
 from commands.expr import MASK64, ExprContext, take_expression
 from commands.grammar import load as load_grammar
 
@@ -27,6 +27,8 @@ __all__ = [
     "split_commands",
     "split_name",
     "parse_range",
+    "take_values",
+    "quoted",
     "take_expression",
     "RANGE_LIMIT",
 ]
@@ -177,3 +179,39 @@ def parse_range(
             raise KdRangeError(args, at)
         return start, count, rest
     return start, default_length, rest
+
+
+# ------------------------------------------------------------------ values and strings
+
+
+def fits(value: int, size: int) -> bool:
+    """A unit takes a value that fits unsigned, or a sign-extended negative one (`-1`)."""
+    bits = 8 * size
+    return value >> bits == 0 or (value >> (bits - 1)) == MASK64 >> (bits - 1)
+
+
+def take_values(args: str, rest: str, ctx: ExprContext, radix: int,
+                size: int) -> list[tuple[int, int]]:
+    """The values that follow an address (`eb addr 1 2`, `s -d range 1,2`), separated by
+    blanks or commas: (value as a `size`-byte unit, its column in `args`).  A value that
+    does not fit the unit raises kd's overflow error at it."""
+    values: list[tuple[int, int]] = []
+    while True:
+        rest = rest.lstrip(" \t,")
+        if not rest:
+            return values
+        at = len(args) - len(rest)
+        value, rest = take_expression(rest, ctx, radix)
+        if not fits(value, size):
+            raise KdOverflowError(args[at:len(args) - len(rest)].strip(), at)
+        values.append((value & ((1 << (8 * size)) - 1), at))
+
+
+def quoted(args: str, rest: str) -> tuple[str, int]:
+    """The text inside the double quotes that `rest` holds (\\" escapes a quote), and its
+    column in `args`; kd's syntax error when `rest` is no quoted string."""
+    text = rest.strip()
+    at = len(args) - len(rest.lstrip())
+    if len(text) < 2 or not text.startswith('"') or not text.endswith('"'):
+        raise KdSyntaxError(text, at)
+    return text[1:-1].replace('\\"', '"'), at

@@ -107,19 +107,28 @@ def _increment(s) -> int:
         return TICK_100NS
 
 
-def interrupt_time(s) -> int:
-    """Time since boot in 100 ns: SharedUserData's InterruptTime, or, where the target
-    keeps only the tick count there, KeTickCount ticks of KeMaximumIncrement."""
+SHARED_USER_DATA = 0xFFFFF78000000000  # KUSER_SHARED_DATA's fixed kernel address on x64
+
+
+def shared_time(s, name: str) -> int | None:
+    """A _KSYSTEM_TIME of SharedUserData (InterruptTime, SystemTime) in 100 ns units, or
+    None where the target's SharedUserData cannot be read."""
     r = s.reader
-    shared = 0xFFFFF78000000000
     try:
-        low = r.field("_KUSER_SHARED_DATA", shared, "InterruptTime.LowPart")
-        high = r.field("_KUSER_SHARED_DATA", shared, "InterruptTime.High1Time")
-        if low or high:
-            return high << 32 | low
+        low = r.field("_KUSER_SHARED_DATA", SHARED_USER_DATA, f"{name}.LowPart")
+        high = r.field("_KUSER_SHARED_DATA", SHARED_USER_DATA, f"{name}.High1Time")
     except MemoryAccessError:
-        pass
-    return r.u64(s.nt("KeTickCount")) * _increment(s)
+        return None
+    return (high & 0xFFFFFFFF) << 32 | low
+
+
+def interrupt_time(s) -> int:
+    """Time since boot in 100 ns: SharedUserData's InterruptTime, or where that cannot
+    be read, KeTickCount ticks of KeMaximumIncrement."""
+    now = shared_time(s, "InterruptTime")
+    if now is not None:
+        return now
+    return s.reader.u64(s.nt("KeTickCount")) * _increment(s)
 
 
 def _timer_target(s, timer: int) -> tuple[int, str, int]:
@@ -213,7 +222,7 @@ def render_timers(tables: list[TimerTable], now: int, system_now: int | None,
 def timer_cmd(s, args: str) -> Result:
     tables = [timer_table(s, n) for n in range(processor_count(s))]
     now = interrupt_time(s)
-    system_now = getattr(s.target, "system_time", lambda: None)()
+    system_now = shared_time(s, "SystemTime")
     hand = now // _increment(s) % TIMER_LISTS
     return Result(render_timers(tables, now, system_now, hand),
                   {"interrupt_time": now, "tables": [asdict(t) for t in tables]})

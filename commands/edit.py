@@ -9,12 +9,8 @@ cannot be written (a dump) or an address that is not mapped gives kd's caret err
 
 from __future__ import annotations
 
-from commands.errors import (
-    KdCommandError,
-    KdMissingExpressionError,
-    KdOverflowError,
-    KdSyntaxError,
-)
+from commands.cmdline import quoted, take_values
+from commands.errors import KdCommandError, KdMissingExpressionError, KdSyntaxError
 from commands.expr import MASK64, take_expression
 from commands.registry import Result, command
 from commands.target import MemoryAccessError, TargetNotLive
@@ -34,13 +30,6 @@ class KdWriteError(KdCommandError):
     kind = "Memory access"
 
 
-def _fits(value: int, size: int) -> bool:
-    """A unit takes a value that fits unsigned, or a sign-extended negative one (`-1`)."""
-    bits = 8 * size
-    high = value >> bits
-    return high == 0 or (value >> (bits - 1)) == MASK64 >> (bits - 1)
-
-
 def _write(s, args: str, at: int, address: int, data: bytes) -> None:
     try:
         s.target.write_virtual(address, data)
@@ -51,23 +40,13 @@ def _write(s, args: str, at: int, address: int, data: bytes) -> None:
 def _numeric(size: int):
     def handler(s, args: str) -> Result:
         address, rest = take_expression(args, s, s.radix)
-        values: list[tuple[int, int]] = []  # (value, column in args)
-        while True:
-            rest = rest.lstrip(" \t,")
-            if not rest:
-                break
-            at = len(args) - len(rest)
-            value, rest = take_expression(rest, s, s.radix)
-            if not _fits(value, size):
-                raise KdOverflowError(args[at:len(args) - len(rest)].strip(), at)
-            values.append((value, at))
+        values = take_values(args, rest, s, s.radix, size)
         if not values:
             # kd would prompt for values interactively; a script gets nothing to write.
             raise KdMissingExpressionError("")
         written = []
-        for i, (value, at) in enumerate(values):
+        for i, (unit, at) in enumerate(values):
             where = (address + i * size) & MASK64
-            unit = value & ((1 << (8 * size)) - 1)
             _write(s, args, at, where, unit.to_bytes(size, "little"))
             written.append(unit)
         return Result([], {"address": address, "size": size, "values": written})
@@ -75,21 +54,12 @@ def _numeric(size: int):
     return handler
 
 
-def _quoted(args: str, rest: str) -> tuple[str, int]:
-    """The text inside the double quotes at the start of `rest` (\\" escapes a quote)."""
-    text = rest.strip()
-    at = len(args) - len(rest.lstrip())
-    if len(text) < 2 or not text.startswith('"') or not text.endswith('"'):
-        raise KdSyntaxError(rest.strip() or "", at)
-    return text[1:-1].replace('\\"', '"'), at
-
-
 def _string(encoding: str, terminate: bool):
     def handler(s, args: str) -> Result:
         address, rest = take_expression(args, s, s.radix)
         if not rest.strip():
             raise KdMissingExpressionError("")
-        text, at = _quoted(args, rest)
+        text, at = quoted(args, rest)
         try:
             data = text.encode(encoding)
         except UnicodeEncodeError:

@@ -4,6 +4,7 @@ processor).  Each prints what kd prints at the stop: the stop text and the new l
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from iced_x86 import Decoder, Mnemonic
 
@@ -72,18 +73,23 @@ def _count(s, args: str) -> int:
     return max(1, min(count, MAX_STEPS_PER_COMMAND))
 
 
-def _steps(s, over: bool, args: str) -> Result:
-    require_live(s)
-    count = _count(s, args)
+def _step_until(s, over: bool, limit: int, done: Callable[[], bool]) -> Result:
+    """Step up to `limit` times, showing every step, until the target stops for another
+    reason (a breakpoint, a bug check) or `done()` holds after a step."""
     lines: list[str] = []
     out = None
-    for _ in range(count):
+    for _ in range(limit):
         step_lines, out = run(s, _step_request(s, over))
         lines += step_lines
-        if not is_step(out):
+        if not is_step(out) or done():
             break
     assert out is not None
     return Result(lines, _data(s, out))
+
+
+def _steps(s, over: bool, args: str) -> Result:
+    require_live(s)
+    return _step_until(s, over, _count(s, args), lambda: False)
 
 
 @command("t", syntax="t [count]",
@@ -151,15 +157,8 @@ def _to_address(s, over: bool, args: str) -> Result:
     target, rest = s.take(text)
     if rest.strip():
         raise KdSyntaxError(rest.strip())
-    lines: list[str] = []
-    out = None
-    for _ in range(MAX_STEPS_PER_COMMAND):
-        step_lines, out = run(s, _step_request(s, over))
-        lines += step_lines
-        if not is_step(out) or s.target.registers(s.processor)["rip"] == target:
-            break
-    assert out is not None
-    return Result(lines, _data(s, out))
+    return _step_until(s, over, MAX_STEPS_PER_COMMAND,
+                       lambda: s.target.registers(s.processor)["rip"] == target)
 
 
 @command("ta", syntax="ta address", help="Trace to an address, showing each step.")

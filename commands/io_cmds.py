@@ -3,7 +3,9 @@ their stack locations, driver and device objects (and the pool, for !irpfind) in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from commands import fmt
 from commands.errors import KdError
@@ -450,7 +452,7 @@ def irpfind_cmd(s, args: str) -> Result:
     if criterion is not None:
         lines.append(f"Looking for {CRITERIA[criterion]} == {p8(value)}")
     paged = bool(flags & 1)
-    table, count = scanner.big_table()
+    big_line, range_line, start, end = scanner.scan_lines(IRP_TAG, paged)
     big = scanner.big_blocks()
     rows: list[IrpRow] = []
     first = [True]
@@ -471,19 +473,14 @@ def irpfind_cmd(s, args: str) -> Result:
         rows.append(row)
         lines.append(render_irp_row(row))
 
-    lines += [f"Scanning large pool allocation table for Tag '{IRP_TAG}' ({fmt.hex16(table)} : "
-              f"{fmt.hex16(table + count * scanner.big_entry_size)})", ""]
+    lines += [big_line, ""]
     before = len(rows)
     for block in big:
         if tag_matches(block.tag, IRP_TAG) and (block.pool_type == 2) == paged:
             report(block.body)
     if len(rows) > before:
         lines.append("")
-    region = "Paged" if paged else "NonPaged"
-    start = io.r.u64(s.nt(f"Mm{region}PoolStart"))
-    end = io.r.u64(s.nt(f"Mm{region}PoolEnd"))
-    lines += [f"Searching {region} pool ({fmt.hex16(start)} : {fmt.hex16(end)}) for Tag "
-              f"'{IRP_TAG}'", ""]
+    lines += [range_line, ""]
     for block in scanner.small_blocks(max(start, restart & ~0xFFF), end, big_pages(big)):
         if block.pool_type and tag_matches(block.tag, IRP_TAG):
             report(block.body)
@@ -693,19 +690,25 @@ def _device_arg(s, io: IoReader, word: str) -> int | Result:
     return device
 
 
-@command("!devobj", syntax="!devobj device",
-         help="Show a device object (address, `\\Device\\X` or `X`): its driver, flags, "
-              "extensions and the devices attached above and below it.")
-def devobj_cmd(s, args: str) -> Result:
+def _device_view(s, args: str, name: str, read: Callable[[IoReader, int], Any],
+                 render: Callable[[Any], list[str]]) -> Result:
+    """!devobj / !devstack: one device argument, read and rendered (or kd's error)."""
     word, _rest = _split_first(args)
     if not word:
-        raise KdError("Usage: !devobj <address | name>")
+        raise KdError(f"Usage: {name} <address | name>")
     io = IoReader(s)
     device = _device_arg(s, io, word)
     if isinstance(device, Result):
         return device
-    info = read_device(io, device)
-    return Result(render_device(info), asdict(info))
+    view = read(io, device)
+    return Result(render(view), asdict(view))
+
+
+@command("!devobj", syntax="!devobj device",
+         help="Show a device object (address, `\\Device\\X` or `X`): its driver, flags, "
+              "extensions and the devices attached above and below it.")
+def devobj_cmd(s, args: str) -> Result:
+    return _device_view(s, args, "!devobj", read_device, render_device)
 
 
 # -- !devstack -----------------------------------------------------------------------------
@@ -758,12 +761,4 @@ def render_devstack(stack: DevStack) -> list[str]:
          help="Show the device stack a device object belongs to, top first; `>` marks the "
               "device asked for.")
 def devstack_cmd(s, args: str) -> Result:
-    word, _rest = _split_first(args)
-    if not word:
-        raise KdError("Usage: !devstack <address | name>")
-    io = IoReader(s)
-    device = _device_arg(s, io, word)
-    if isinstance(device, Result):
-        return device
-    stack = read_devstack(io, device)
-    return Result(render_devstack(stack), asdict(stack))
+    return _device_view(s, args, "!devstack", read_devstack, render_devstack)

@@ -1,23 +1,20 @@
 """Finding tagged pool blocks as a debugger does: the big-page table
 (nt!PoolBigPageTable / nt!PoolBigPageTableSize) for page-sized allocations, and for small
 ones every present page of a pool range (found by walking the page tables through
-physical memory) whose `_POOL_HEADER` chain is consistent from the page start to its end."""
+physical memory, commands.pagetable) whose `_POOL_HEADER` chain is consistent from the
+page start to its end."""
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from commands import fmt
+from commands.pagetable import mapped_runs
 from commands.target import MemoryAccessError
 
 PAGE = 0x1000
 BLOCK_UNIT = 0x10
-PTE_PRESENT = 0x1
-PTE_LARGE = 0x80
-PTE_ADDRESS = 0x000FFFFFFFFFF000
-LEVEL_SHIFTS = (39, 30, 21, 12)
-VA_MASK = (1 << 48) - 1
 BIG_FREE = 0x1
 
 
@@ -28,37 +25,6 @@ class PoolBlock:
     size: int
     tag: int
     pool_type: int  # the header's PoolType: 0 free, 1 nonpaged, 2 paged (in use)
-
-
-def _canonical(va: int) -> int:
-    return va | 0xFFFF000000000000 if va & (1 << 47) else va
-
-
-def present_pages(target, cr3: int, start: int, end: int) -> Iterator[int]:
-    """Virtual pages in [start, end) that the page tables at cr3 map, lowest first."""
-    lo, hi = start & VA_MASK, (end - 1) & VA_MASK
-
-    def walk(table: int, level: int, base: int) -> Iterator[int]:
-        try:
-            entries = struct.unpack("<512Q", target.read_physical(table, PAGE))
-        except MemoryAccessError:
-            return
-        shift = LEVEL_SHIFTS[level]
-        first = max(0, (lo - base) >> shift) if lo > base else 0
-        last = min(511, (hi - base) >> shift)
-        for i in range(first, last + 1):
-            entry = entries[i]
-            if not entry & PTE_PRESENT:
-                continue
-            va = base + (i << shift)
-            if level == 3 or (level in (1, 2) and entry & PTE_LARGE):
-                for page in range(max(va, lo & ~(PAGE - 1)), min(va + (1 << shift), hi + 1),
-                                  PAGE):
-                    yield _canonical(page)
-            else:
-                yield from walk(entry & PTE_ADDRESS, level + 1, va)
-
-    yield from walk(cr3 & PTE_ADDRESS, 0, 0)
 
 
 class PoolScanner:
@@ -78,7 +44,9 @@ class PoolScanner:
             return off, f.size, f.bit_position, f.bit_length
         return off, f.size, 0, 8 * f.size
 
-    def _get(self, data: bytes, at: int, name: str) -> int:
+    def header_field(self, data: bytes, at: int, name: str) -> int:
+        """A `_POOL_HEADER` field (PreviousSize, BlockSize, PoolType, PoolTag) of the header
+        at `at` in data, by the target's bitfield layout."""
         off, size, pos, length = self._bits[name]
         value = int.from_bytes(data[at + off:at + off + size], "little")
         return (value >> pos) & ((1 << length) - 1)
@@ -89,6 +57,22 @@ class PoolScanner:
         """(table address, entries)."""
         return (self.r.u64(self.s.nt("PoolBigPageTable")),
                 self.r.u64(self.s.nt("PoolBigPageTableSize")))
+
+    def pool_range(self, paged: bool) -> tuple[str, int, int]:
+        """(region name, start, end) of nonpaged or paged pool, as nt publishes them."""
+        region = "Paged" if paged else "NonPaged"
+        return (region, self.r.u64(self.s.nt(f"Mm{region}PoolStart")),
+                self.r.u64(self.s.nt(f"Mm{region}PoolEnd")))
+
+    def scan_lines(self, pattern: str, paged: bool) -> tuple[str, str, int, int]:
+        """What !poolfind and !irpfind print before each part of their scan: the big-page
+        table's line and the pool range's line, and that range (start, end)."""
+        table, count = self.big_table()
+        region, start, end = self.pool_range(paged)
+        return (f"Scanning large pool allocation table for Tag '{pattern}' "
+                f"({fmt.hex16(table)} : {fmt.hex16(table + count * self.big_entry_size)})",
+                f"Searching {region} pool ({fmt.hex16(start)} : {fmt.hex16(end)}) for Tag "
+                f"'{pattern}'", start, end)
 
     def big_blocks(self) -> list[PoolBlock]:
         table, count = self.big_table()
@@ -122,22 +106,23 @@ class PoolScanner:
         out: list[PoolBlock] = []
         at, previous = 0, 0
         while at < PAGE:
-            units = self._get(data, at, "BlockSize")
-            if (units == 0 or self._get(data, at, "PreviousSize") != previous
+            units = self.header_field(data, at, "BlockSize")
+            if (units == 0 or self.header_field(data, at, "PreviousSize") != previous
                     or at + units * BLOCK_UNIT > PAGE):
                 break
             out.append(PoolBlock(page + at, page + at + self.header_size, units * BLOCK_UNIT,
-                                 self._get(data, at, "PoolTag"),
-                                 self._get(data, at, "PoolType")))
+                                 self.header_field(data, at, "PoolTag"),
+                                 self.header_field(data, at, "PoolType")))
             previous = units
             at += units * BLOCK_UNIT
         return out
 
     def small_blocks(self, start: int, end: int, skip: set[int]) -> Iterator[PoolBlock]:
         cr3 = self.s.target.registers(self.s.processor)["cr3"]
-        for page in present_pages(self.s.target, cr3, start, end):
-            if page not in skip:
-                yield from self.page_blocks(page)
+        for lo, hi in mapped_runs(self.s.target.read_physical, cr3, start, end):
+            for page in range(lo & ~(PAGE - 1), hi, PAGE):
+                if page not in skip:
+                    yield from self.page_blocks(page)
 
 
 def tag_matches(tag: int, pattern: str) -> bool:

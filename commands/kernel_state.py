@@ -14,8 +14,9 @@ NO_PRCB = "Cannot get PRCB address"
 # x64 IRQL names as kd prints them (the levels Windows gives a name on x64).
 IRQL_NAMES = {0: "LOW_LEVEL", 1: "APC_LEVEL", 2: "DISPATCH_LEVEL", 5: "CMCI_LEVEL",
               12: "SYNCH_LEVEL", 13: "CLOCK_LEVEL", 14: "IPI_LEVEL", 15: "HIGH_LEVEL"}
-# x86 KPCR fields !pcr prints; an x64 _KPCR has none of these, so kd shows zero for them.
-LEGACY_PCR_FIELDS = ("SelfPcr", "Irql", "IRR", "IDR", "InterruptMode", "IDT", "GDT", "TSS")
+# Lines of the x86 KPCR that kd's !pcr prints on x64 too, always as zero (as SelfPcr): the
+# x64 _KPCR has no such fields; of that group kd shows only Prcb and Irql as read.
+X86_ONLY_PCR_LINES = ("IRR", "IDR", "InterruptMode", "IDT", "GDT", "TSS")
 NT_TIB_FIELDS = (("NtTib.ExceptionList", "ExceptionList"), ("NtTib.StackBase", "StackBase"),
                  ("NtTib.StackLimit", "StackLimit"), ("NtTib.SubSystemTib", "SubSystemTib"),
                  ("NtTib.Version", "Version"), ("NtTib.UserPointer", "ArbitraryUserPointer"),
@@ -37,7 +38,7 @@ def prcb_of(s, n: int) -> int:
     if not 0 <= n < processor_count(s):
         raise KdError(NO_PRCB)
     try:
-        prcb = s.reader.u64(s.nt("KiProcessorBlock") + 8 * n)
+        prcb = s.prcb(n)
     except MemoryAccessError:
         raise KdError(NO_PRCB) from None
     if not prcb:
@@ -57,11 +58,6 @@ def processor_arg(s, args: str) -> int:
 def irql_name(irql: int) -> str:
     name = IRQL_NAMES.get(irql)
     return f"{irql} ({name})" if name else str(irql)
-
-
-def has_field(s, type_name: str, name: str) -> bool:
-    t = s.target.types.get(type_name)
-    return t is not None and any(f.name == name for f in t.fields)
 
 
 # -- !pcr ----------------------------------------------------------------------------------
@@ -86,11 +82,8 @@ def read_pcr(s, n: int) -> PcrInfo:
     pcr = pcr_of(s, prcb)
     tib = {label: r.field("_NT_TIB", pcr + r.offset("_KPCR", "NtTib"), name)
            for label, name in NT_TIB_FIELDS}
-    fields: dict[str, int] = {}
-    for name in LEGACY_PCR_FIELDS:
-        fields[name] = r.field("_KPCR", pcr, name) if has_field(s, "_KPCR", name) else 0
-        if name == "SelfPcr":
-            fields["Prcb"] = prcb  # the x64 KPCR embeds its KPRCB
+    fields = {"SelfPcr": 0, "Prcb": prcb, "Irql": r.field("_KPCR", pcr, "Irql"),
+              **dict.fromkeys(X86_ONLY_PCR_LINES, 0)}
     threads = {label: r.field("_KPRCB", prcb, label)
                for label in ("CurrentThread", "NextThread", "IdleThread")}
     return PcrInfo(n, pcr, r.field("_KPCR", pcr, "MajorVersion"),
@@ -210,8 +203,7 @@ def read_cpuinfo(s, n: int) -> CpuInfo:
     prcb = prcb_of(s, n)
     t = "_KPRCB"
     vendor = r.ascii_array(r.field_addr(t, prcb, "VendorString"), 13)
-    signature = r.field(t, prcb, "UpdateSignature") if has_field(s, t, "UpdateSignature") \
-        else 0
+    signature = r.field(t, prcb, "UpdateSignature")
     return CpuInfo(n, r.field(t, prcb, "CpuType"), r.field(t, prcb, "CpuModel"),
                    r.field(t, prcb, "CpuStepping"), r.field(t, prcb, "MHz"), vendor,
                    signature, r.field(t, prcb, "FeatureBits"))

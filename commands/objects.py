@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from commands import fmt
 from commands.errors import KdError
-from commands.obnamespace import ObjectManager
+from commands.obnamespace import OB_INFO_CREATOR, ObjectInfo, ObjectManager
 from commands.process import Kernel, render_process
 from commands.registry import Result, command
 from commands.target import MemoryAccessError
@@ -25,16 +25,10 @@ SYSTEM_PID = 4
 
 
 @dataclass
-class ObjectView:
-    body: int
-    header: int
-    type_object: int
-    type_name: str
-    handle_count: int
-    pointer_count: int
-    named: bool
-    directory: int
-    name: str
+class ObjectView(ObjectInfo):
+    """What !object shows: the header's facts plus what the flags ask for.  `name` is the
+    name header's, or for a file object (which has none) its FileName and device."""
+
     optional_headers: list[tuple[str, int]] = field(default_factory=list)
     link_flags: int | None = None
     link_target: str | None = None
@@ -46,19 +40,17 @@ def read_object(ob: ObjectManager, body: int, flags: int) -> ObjectView | None:
     info = ob.info(body)
     if info is None:
         return None
-    view = ObjectView(body, info.header, info.type_object, info.type_name, info.handle_count,
-                      info.pointer_count, info.name is not None, info.directory or 0,
-                      info.name or "")
+    view = ObjectView(**vars(info))
     r = ob.r
     if info.type_name == "File" and info.name is None:
         # A file object has no name header: kd names it by its FileName and device.
         file_name = r.unicode_string(r.field_addr("_FILE_OBJECT", body, "FileName"))
         device = r.field("_FILE_OBJECT", body, "DeviceObject")
         device_name = (ob.name(device) or "") if device else ""
-        view.named, view.name = True, f"{file_name} {{{device_name}}}"
+        view.name = f"{file_name} {{{device_name}}}"
     if flags & 0x10:
         mask = r.field("_OBJECT_HEADER", info.header, "InfoMask")
-        if mask & 0x1:
+        if mask & OB_INFO_CREATOR:
             view.optional_headers.append(
                 ("CreatorInfo", info.header - ob.s.target.types.sizeof(
                     "_OBJECT_HEADER_CREATOR_INFO")))
@@ -85,7 +77,7 @@ def render_object(view: ObjectView, flags: int, indent: int = 4) -> list[str]:
     if flags & 0x1:
         lines.append(f"{pad}HandleCount: {view.handle_count}  PointerCount: "
                      f"{view.pointer_count}")
-        if view.named:
+        if view.name is not None:
             directory = fmt.hex16(view.directory) if view.directory else "00000000"
             lines.append(f"{pad}Directory Object: {directory}  Name: {view.name}")
     if view.optional_headers:

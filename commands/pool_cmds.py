@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from commands import fmt
 from commands.errors import KdError, KdMissingExpressionError, KdSyntaxError
-from commands.io_poolscan import BIG_FREE, PoolScanner, big_pages, tag_matches
+from commands.io_poolscan import PoolBlock, PoolScanner, big_pages, tag_matches
 from commands.pool_tags import owning_component, tag_text, used_description
 from commands.registry import Result, command
 from commands.target import MemoryAccessError
@@ -76,26 +76,14 @@ class PoolView:
 
     def header(self, data: bytes, at: int) -> tuple[int, int, int, int]:
         """(PreviousSize, BlockSize, PoolType, PoolTag) of the header at `at` in data."""
-        get = self.scanner._get  # the bitfield layout of the target's _POOL_HEADER
+        get = self.scanner.header_field
         return (get(data, at, "PreviousSize"), get(data, at, "BlockSize"),
                 get(data, at, "PoolType"), get(data, at, "PoolTag"))
 
-    def big_entry(self, address: int) -> tuple[int, int, int, int] | None:
-        """(Va, NumberOfBytes, Key, PoolType) of the big-pool block holding address."""
-        table, count = self.scanner.big_table()
-        size = self.scanner.big_entry_size
-        raw = self.r.read(table, count * size)
-        t = "_POOL_TRACKER_BIG_PAGES"
-        for i in range(count):
-            at = i * size
-            va = int.from_bytes(raw[at:at + 8], "little")
-            if not va or va & BIG_FREE:
-                continue
-            nbytes = int.from_bytes(raw[at + 16:at + 24], "little")
-            if va <= address < va + max(nbytes, PAGE):
-                key = int.from_bytes(raw[at + 8:at + 12], "little")
-                return va, nbytes, key, self.r.field(t, table + at, "PoolType")
-        return None
+    def big_entry(self, address: int) -> PoolBlock | None:
+        """The big-pool block (nt!PoolBigPageTable) holding address."""
+        return next((b for b in self.scanner.big_blocks()
+                     if b.body <= address < b.body + max(b.size, PAGE)), None)
 
     def walk(self, page: int) -> PageWalk:
         """Raises MemoryAccessError if the page cannot be read."""
@@ -226,7 +214,7 @@ def pool_cmd(s, args: str) -> Result:
     data: dict = {"address": address, "region": region, "entries": []}
     big = view.big_entry(address)
     if big is not None:
-        va, nbytes, key, _ = big
+        va, nbytes, key = big.body, big.size, big.tag
         lines.append(f"*{fmt.hex16(va)} : large page allocation, tag is {tag_text(key)}, "
                      f"size is {nbytes:#x} bytes")
         if not quiet:
@@ -449,22 +437,16 @@ def poolfind_cmd(s, args: str) -> Result:
     pattern = pattern.ljust(4)
     paged = bool(pool_type & 1)
     scanner = PoolScanner(s)
-    table, count = scanner.big_table()
+    big_line, range_line, start, end = scanner.scan_lines(pattern, paged)
     big = scanner.big_blocks()
-    lines = ["", f"Scanning large pool allocation table for Tag '{pattern}' "
-             f"({fmt.hex16(table)} : {fmt.hex16(table + count * scanner.big_entry_size)})",
-             ""]
+    lines = ["", big_line, ""]
     found: list[dict] = []
     for b in big:
         if tag_matches(b.tag, pattern) and (b.pool_type == 2) == paged:
             lines.append(_find_row(b.body, b.size, 0, True, b.tag))
             found.append({"address": b.body, "size": b.size, "tag": tag_text(b.tag),
                           "large": True, "allocated": True})
-    region = "Paged" if paged else "NonPaged"
-    start = s.reader.u64(s.nt(f"Mm{region}PoolStart"))
-    end = s.reader.u64(s.nt(f"Mm{region}PoolEnd"))
-    lines += ["", f"Searching {region} pool ({fmt.hex16(start)} : {fmt.hex16(end)}) for Tag "
-              f"'{pattern}'", ""]
+    lines += ["", range_line, ""]
     previous: dict[int, int] = {}
     for b in scanner.small_blocks(start, end, big_pages(big)):
         prev = previous.get(b.header, 0) if b.header & (PAGE - 1) else 0

@@ -8,9 +8,8 @@ the matching display format (`db`, `dw`, `dd`, `dq`; `db` for strings) starting 
 
 from __future__ import annotations
 
-from commands.cmdline import parse_range
-from commands.errors import KdOverflowError, KdRangeError, KdSyntaxError
-from commands.expr import MASK64, take_expression
+from commands.cmdline import parse_range, quoted, take_values
+from commands.errors import KdRangeError, KdSyntaxError
 from commands.limits import MAX_OUTPUT_LINES, stopped_notice
 from commands.memdump import dump
 from commands.pagetable import mapped_runs
@@ -25,26 +24,13 @@ CHUNK = 0x10000  # bytes read at once inside a run of present pages
 
 def _pattern(s, args: str, rest: str, kind: str) -> bytes:
     if kind in ("a", "u"):
-        text = rest.strip()
-        if len(text) < 2 or text[0] != '"' or text[-1] != '"':
-            raise KdSyntaxError(text, len(args) - len(rest.lstrip()))
-        return text[1:-1].encode("latin-1" if kind == "a" else "utf-16-le",
-                                 errors="replace")
+        text, _ = quoted(args, rest)
+        return text.encode("latin-1" if kind == "a" else "utf-16-le", errors="replace")
     size = UNITS[kind]
-    out = bytearray()
-    while True:
-        rest = rest.lstrip(" \t,")
-        if not rest:
-            break
-        at = len(args) - len(rest)
-        value, rest = take_expression(rest, s, s.radix)
-        bits = 8 * size
-        if value >> bits and (value >> (bits - 1)) != MASK64 >> (bits - 1):
-            raise KdOverflowError(args[at:len(args) - len(rest)].strip(), at)
-        out += (value & ((1 << bits) - 1)).to_bytes(size, "little")
-    if not out:
+    values = take_values(args, rest, s, s.radix, size)
+    if not values:
         raise KdSyntaxError("", len(args))
-    return bytes(out)
+    return b"".join(unit.to_bytes(size, "little") for unit, _ in values)
 
 
 def find(s, start: int, end: int, pattern: bytes) -> list[int]:

@@ -129,12 +129,6 @@ class Target(Protocol):
 
     def read_physical(self, address: int, size: int) -> bytes: ...
 
-    # -- time (kernel-state commands) --------------------------------------------------
-    def system_time(self) -> int | None:
-        """The target's system time when it stopped, in 100 ns units since 1601 (UTC), as
-        a dump header records it for kd; None if unknown."""
-        ...
-
     # -- registers ---------------------------------------------------------------------
     def registers(self, processor: int) -> dict[str, int]:
         """Lower-case register names -> values: rax..r15, rip, rsp, rbp, efl, cs, ss,

@@ -85,9 +85,6 @@ class LiveTarget:
             raise MemoryAccessError(exc.pa) from None
 
     # -- time (kernel-state commands) ----------------------------------------------------
-    def system_time(self) -> int | None:
-        return self.m.system_time()
-
     def registers(self, processor: int) -> dict[str, int]:
         p = self.m.processors[processor]
         cpu = p.cpu

@@ -8,7 +8,7 @@ import random
 from machine import routines as _routines  # noqa: F401  (fills the native registry)
 from machine.ex.pool import POOL_DATA, init_pool
 from machine.ex.worker import create_work_queue
-from machine.ke.clock import init_watchdogs
+from machine.ke.clock import init_watchdogs, publish_time
 from machine.ke.idt import build_idt
 from machine.ke.interrupt import install_thunks
 from machine.ke.msr import init_msrs
@@ -99,7 +99,7 @@ def build_kernel(config: MachineConfig) -> Machine:
                        ("MmNonPagedPoolEnd", lay.nonpaged_pool + POOL_REGION_SIZE)):
         m.kspace.write_u64(m.sym(f"nt!{sym}"), value)
     m.tick_count = BOOT_TICKS
-    m.kspace.write_u64(m.sym("nt!KeTickCount"), m.tick_count)
+    publish_time(m)
     m.session_space = m.pool.allocate(0, 0x100, "MmSt")
     init_object_manager(m)
     install_thunks(m)

@@ -68,7 +68,7 @@ _IMM_KINDS = {OpKind.IMMEDIATE8, OpKind.IMMEDIATE16, OpKind.IMMEDIATE32, OpKind.
 _GLOBALS: dict[str, object] = {
     "CpuException": CpuException, "Halt": Halt,
     "flags_now": F.flags_now, "set_cf": F.set_cf, "cf_now": ops.cf_now,
-    "set_flags": ops.set_flags_eager,
+    "set_flags": F.set_arith,
     "mul": ops.mul, "imul_wide": ops.imul_wide, "imul_trunc": ops.imul_trunc,
     "div": ops.div, "idiv": ops.idiv, "bsf": ops.bsf, "bsr": ops.bsr,
 }
@@ -745,16 +745,29 @@ def _iretq(g: Gen) -> None:
     g.emit("return t")
 
 
+def _retire_and_leave(g: Gen, mn: int) -> None:
+    """int3, int n and hlt complete (rip past them, counted as retired), then leave the
+    step with the trap or the halt."""
+    nxt = g.k(g.ins.next_ip)
+    g.emit(f"cpu.rip = {nxt}")
+    g.emit("cpu.instructions_retired += 1")
+    if mn == Mnemonic.HLT:
+        g.emit(f"raise Halt({nxt})")
+    else:
+        vector = "3" if mn == Mnemonic.INT3 else g.k(g.ins.immediate(0))
+        g.emit(f"raise CpuException({vector}, None, {nxt})")
+
+
 def _cmpxchg16b(g: Gen) -> None:
     va = g.ea()
     g.emit(f"if {va} & 15: raise CpuException(13, 0)")
     g.emit(f"old = cpu._rdw({va}, 16)")
     g.emit("if old == r[2] << 64 | r[0]:")
     g.emit(f"cpu._wr({va}, 16, r[1] << 64 | r[3])", 1)
-    g.emit("set_flags(cpu, 0x40, 0x40)", 1)
+    g.emit(f"set_flags(cpu, {F.ZF:#x}, {F.ZF:#x})", 1)
     g.emit("else:")
     g.emit(f"cpu._wr({va}, 16, old)", 1)
-    g.emit("set_flags(cpu, 0x40, 0)", 1)
+    g.emit(f"set_flags(cpu, {F.ZF:#x}, 0)", 1)
     g.emit(f"r[0] = old & {M64:#x}", 1)
     g.emit("r[2] = old >> 64", 1)
 
@@ -822,18 +835,13 @@ def compile_instruction(ins: Instruction):
         return _raise_ud(ins.ip)
 
 
-def source_of(ins: Instruction) -> str:
-    """The generated Python source for an instruction (for debugging)."""
-    return _compile(ins, source_only=True)
-
-
-def _compile(ins: Instruction, source_only: bool = False):
+def _compile(ins: Instruction):
     mn = ins.mnemonic
     if ins.has_lock_prefix and (mn not in LOCKABLE or ins.op_count == 0
                                 or ins.op_kind(0) != OpKind.MEMORY):
         raise Unsupported("lock")
     if mn in _STRING:
-        return f"# string instruction {ins}" if source_only else _string(ins)
+        return _string(ins)
     g = Gen(ins)
     done = False  # True when the body already returns
     if mn in _ALU:
@@ -895,23 +903,8 @@ def _compile(ins: Instruction, source_only: bool = False):
     elif mn in (Mnemonic.CBW, Mnemonic.CWDE, Mnemonic.CDQE, Mnemonic.CWD, Mnemonic.CDQ,
                 Mnemonic.CQO):
         _convert(g, mn)
-    elif mn == Mnemonic.INT3:
-        nxt = g.k(ins.next_ip)
-        g.emit(f"cpu.rip = {nxt}")
-        g.emit("cpu.instructions_retired += 1")
-        g.emit(f"raise CpuException(3, None, {nxt})")
-        done = True
-    elif mn == Mnemonic.INT:
-        nxt = g.k(ins.next_ip)
-        g.emit(f"cpu.rip = {nxt}")
-        g.emit("cpu.instructions_retired += 1")
-        g.emit(f"raise CpuException({g.k(ins.immediate(0))}, None, {nxt})")
-        done = True
-    elif mn == Mnemonic.HLT:
-        nxt = g.k(ins.next_ip)
-        g.emit(f"cpu.rip = {nxt}")
-        g.emit("cpu.instructions_retired += 1")
-        g.emit(f"raise Halt({nxt})")
+    elif mn in (Mnemonic.INT3, Mnemonic.INT, Mnemonic.HLT):
+        _retire_and_leave(g, mn)
         done = True
     elif mn == Mnemonic.CLI:
         g.emit(f"cpu._fl &= {~F.IF & M64:#x}")
@@ -977,6 +970,4 @@ def _compile(ins: Instruction, source_only: bool = False):
         raise Unsupported(str(mn))
     if not done:
         g.emit(f"return {g.k(ins.next_ip)}")
-    if source_only:
-        return f"# {ins}\n# K = {[hex(k) for k in g.consts]}\n{g.source()}"
     return g.build()

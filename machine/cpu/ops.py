@@ -11,6 +11,7 @@ from machine.cpu.flags import (
     ARITH_NOT,
     CF,
     OF,
+    ZF,
     flags_now,
     lazy_cf,
     szp,
@@ -55,66 +56,47 @@ def sar(cpu, a: int, n: int, sb: int) -> int:
     return res
 
 
+def _rotated(cpu, res: int, cf: int, of: bool) -> int:
+    """Rotates change CF and OF only."""
+    cpu._fl = (flags_now(cpu) & _CF_OF_NOT) | cf | (OF if of else 0)
+    return res
+
+
 def rol(cpu, a: int, n: int, sb: int) -> int:
     bits = sb.bit_length()
     r = n % bits
     res = ((a << r) | (a >> (bits - r))) & ((sb << 1) - 1) if r else a
-    cf = res & 1
-    f = cf
-    if bool(res & sb) != bool(cf):
-        f |= OF
-    cpu._fl = (flags_now(cpu) & _CF_OF_NOT) | f
-    return res
+    return _rotated(cpu, res, res & 1, bool(res & sb) != bool(res & 1))
 
 
 def ror(cpu, a: int, n: int, sb: int) -> int:
     bits = sb.bit_length()
     r = n % bits
     res = ((a >> r) | (a << (bits - r))) & ((sb << 1) - 1) if r else a
-    f = CF if res & sb else 0
-    if bool(res & sb) != bool(res & (sb >> 1)):
-        f |= OF
-    cpu._fl = (flags_now(cpu) & _CF_OF_NOT) | f
-    return res
+    return _rotated(cpu, res, 1 if res & sb else 0, bool(res & sb) != bool(res & (sb >> 1)))
 
 
 def rcl(cpu, a: int, n: int, sb: int) -> int:
+    # A masked count that is a multiple of the width (bits + 1) leaves CF:a unchanged;
+    # OF is still defined from it.
     bits = sb.bit_length()
     w = bits + 1
     r = n % w
-    if r == 0:
-        # The masked count is not zero, so OF is still defined from the unchanged value.
-        cf = cf_now(cpu)
-        res = a
-    else:
-        v = (cf_now(cpu) << bits) | a
-        v = ((v << r) | (v >> (w - r))) & ((1 << w) - 1)
-        res = v & ((sb << 1) - 1)
-        cf = v >> bits
-    f = cf
-    if bool(res & sb) != bool(cf):
-        f |= OF
-    cpu._fl = (flags_now(cpu) & _CF_OF_NOT) | f
-    return res
+    v = (cf_now(cpu) << bits) | a
+    v = ((v << r) | (v >> (w - r))) & ((1 << w) - 1)
+    res = v & ((sb << 1) - 1)
+    cf = v >> bits
+    return _rotated(cpu, res, cf, bool(res & sb) != bool(cf))
 
 
 def rcr(cpu, a: int, n: int, sb: int) -> int:
     bits = sb.bit_length()
     w = bits + 1
     r = n % w
-    if r == 0:
-        cf = cf_now(cpu)
-        res = a
-    else:
-        v = (cf_now(cpu) << bits) | a
-        v = ((v >> r) | (v << (w - r))) & ((1 << w) - 1)
-        res = v & ((sb << 1) - 1)
-        cf = v >> bits
-    f = cf
-    if bool(res & sb) != bool(res & (sb >> 1)):
-        f |= OF
-    cpu._fl = (flags_now(cpu) & _CF_OF_NOT) | f
-    return res
+    v = (cf_now(cpu) << bits) | a
+    v = ((v >> r) | (v << (w - r))) & ((1 << w) - 1)
+    res = v & ((sb << 1) - 1)
+    return _rotated(cpu, res, v >> bits, bool(res & sb) != bool(res & (sb >> 1)))
 
 
 SHIFTS = {"shl": shl, "sal": shl, "shr": shr, "sar": sar, "rol": rol, "ror": ror,
@@ -189,24 +171,16 @@ def idiv(cpu, hi: int, lo: int, d: int, sb: int) -> tuple[int, int]:
 # -- misc --------------------------------------------------------------------------------
 
 def bsf(cpu, v: int, old: int) -> int:
-    if v == 0:
-        cpu._fl = flags_now(cpu) | 0x40
-        return old
-    cpu._fl = flags_now(cpu) & ~0x40
-    return (v & -v).bit_length() - 1
+    """Index of the lowest set bit; a zero source sets ZF and keeps the destination."""
+    cpu._fl = flags_now(cpu) & ~ZF | (0 if v else ZF)
+    return (v & -v).bit_length() - 1 if v else old
 
 
 def bsr(cpu, v: int, old: int) -> int:
-    if v == 0:
-        cpu._fl = flags_now(cpu) | 0x40
-        return old
-    cpu._fl = flags_now(cpu) & ~0x40
-    return v.bit_length() - 1
-
-
-def set_flags_eager(cpu, mask: int, bits: int) -> None:
-    cpu._fl = (flags_now(cpu) & ~mask) | bits
+    """Index of the highest set bit; a zero source sets ZF and keeps the destination."""
+    cpu._fl = flags_now(cpu) & ~ZF | (0 if v else ZF)
+    return v.bit_length() - 1 if v else old
 
 
 __all__ = ["SHIFTS", "bsf", "bsr", "cf_now", "div", "idiv", "imul_trunc",
-           "imul_wide", "mul", "set_flags_eager"]
+           "imul_wide", "mul"]

@@ -22,10 +22,6 @@ ALLOCATE_AT_BAD_IRQL = 0x8
 FREE_AT_BAD_IRQL = 0x9
 
 
-def tag_text(tag: int) -> str:
-    return (tag & 0xFFFFFFFF).to_bytes(4, "little").decode("latin-1")
-
-
 @routine("ExAllocatePoolWithTag", frame=0x48, size=0x200)
 def ExAllocatePoolWithTag(m, proc, a):
     """(PoolType, NumberOfBytes, Tag): a reused block keeps what it held."""

@@ -39,6 +39,7 @@ from machine.ke.native import Call, routine
 from machine.ke.wait import init_header
 from machine.ldr.loader import write_unicode_string
 from machine.ob.object import create_object
+from machine.rtl.unicode import read_unicode_string
 from machine.types.view import Struct
 
 
@@ -77,8 +78,7 @@ def IoCreateDevice(m, proc, a):
     size = m.catalog.get("_DEVICE_OBJECT").size
     name = None
     if name_us:
-        us = Struct(space, "_UNICODE_STRING", name_us)
-        name = space.read(us.get("Buffer"), us.get("Length")).decode("utf-16-le")
+        name = read_unicode_string(space, name_us)
     folder, _, leaf = (name or "").rpartition("\\")
     directory = m.directories.get(folder, 0)
     dox_size = m.catalog.get("_DEVOBJ_EXTENSION").size
@@ -110,11 +110,6 @@ def IoCreateDevice(m, proc, a):
     return STATUS_SUCCESS
 
 
-def _unicode_text(space, us_addr: int) -> str:
-    us = Struct(space, "_UNICODE_STRING", us_addr)
-    return space.read(us.get("Buffer"), us.get("Length")).decode("utf-16-le")
-
-
 @routine("IoCreateSymbolicLink", frame=0x48, size=0x100)
 def IoCreateSymbolicLink(m, proc, a):
     """(SymbolicLinkName, DeviceName): a symbolic-link object in the namespace."""
@@ -122,7 +117,8 @@ def IoCreateSymbolicLink(m, proc, a):
 
     space = proc.cpu.mem
     try:
-        create_symbolic_link(m, _unicode_text(space, a[0]), _unicode_text(space, a[1]))
+        create_symbolic_link(m, read_unicode_string(space, a[0]),
+                             read_unicode_string(space, a[1]))
     except LinkError as err:
         return err.status
     return STATUS_SUCCESS
@@ -133,7 +129,7 @@ def IoDeleteSymbolicLink(m, proc, a):
     """(SymbolicLinkName): the link leaves its directory (its object goes with it)."""
     from machine.ob.object import dereference, remove_from_directory
 
-    link = lookup_link(m, _unicode_text(proc.cpu.mem, a[0]))
+    link = lookup_link(m, read_unicode_string(proc.cpu.mem, a[0]))
     if link is None:
         return STATUS_OBJECT_NAME_NOT_FOUND
     remove_from_directory(m, link)
@@ -226,8 +222,7 @@ def NtCreateFile(m, proc, a):
 def IopCreateFile(m, proc, a):
     thread = proc.current
     space = proc.cpu.mem  # the caller's parameters are in its own address space
-    name = Struct(space, "_UNICODE_STRING", space.read_u64(a[2] + OBJECT_ATTRIBUTES_NAME))
-    path = space.read(name.get("Buffer"), name.get("Length")).decode("utf-16-le")
+    path = read_unicode_string(space, space.read_u64(a[2] + OBJECT_ATTRIBUTES_NAME))
     device = resolve_device_path(m, path)
     if device is None:
         return STATUS_OBJECT_NAME_NOT_FOUND

@@ -45,11 +45,26 @@ def init_watchdogs(m) -> None:
     m.dpc_triage_block = block
 
 
+def publish_time(m) -> None:
+    """The clock where Windows keeps it for everyone (and for a debugger): KeTickCount,
+    and SharedUserData's TickCountQuad, InterruptTime and SystemTime."""
+    from machine.machine import TICK_100NS
+
+    m.kspace.write_u64(m.sym("nt!KeTickCount"), m.tick_count)
+    shared = Struct(m.kspace, "_KUSER_SHARED_DATA", m.layout.user_shared_data)
+    shared.set("TickCountQuad", m.tick_count)
+    for name, value in (("InterruptTime", m.tick_count * TICK_100NS),
+                        ("SystemTime", m.system_time())):
+        # _KSYSTEM_TIME: High2Time first, then LowPart, then High1Time, as the kernel
+        # writes it so that readers can detect a torn read.
+        shared.set(f"{name}.High2Time", value >> 32)
+        shared.set(f"{name}.LowPart", value & 0xFFFFFFFF)
+        shared.set(f"{name}.High1Time", value >> 32)
+
+
 def advance_tick(m) -> None:
     m.tick_count += 1
-    m.kspace.write_u64(m.sym("nt!KeTickCount"), m.tick_count)
-    Struct(m.kspace, "_KUSER_SHARED_DATA", m.layout.user_shared_data).set(
-        "TickCountQuad", m.tick_count)
+    publish_time(m)
     m.run_due_events()
 
 

@@ -29,12 +29,9 @@ class ThreadRec:
     ethread: int
     tid: int
     process: ProcessRec
-    stack_base: int
-    stack_limit: int
     initial_stack: int
     priority: int = 8
     ideal_processor: int = 0
-    system: bool = False
     idle: bool = False
     # Registers while not on a CPU: 16 GPRs, rip, rflags.
     saved_regs: list[int] = field(default_factory=lambda: [0] * 16)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from machine.ke.native import Call, routine
+from machine.rtl.unicode import read_unicode_string
 from machine.types.view import Struct
 
 OBJECT_HEADER_BODY = 0x30
@@ -110,8 +111,7 @@ def object_name(m, body: int) -> str | None:
     h = Struct(m.kspace, "_OBJECT_HEADER", body - OBJECT_HEADER_BODY)
     if not h.get("InfoMask") & OB_INFO_NAME:
         return None
-    us = Struct(m.kspace, "_UNICODE_STRING", h.address - NAME_INFO_SIZE + 8)  # .Name
-    return m.kspace.read(us.get("Buffer"), us.get("Length")).decode("utf-16-le")
+    return read_unicode_string(m.kspace, h.address - NAME_INFO_SIZE + 8)  # .Name
 
 
 def lookup_in_directory(m, directory: int, name: str) -> int | None:

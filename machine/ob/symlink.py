@@ -12,6 +12,7 @@ from machine.ob.object import (
     register_delete_procedure,
     type_of,
 )
+from machine.rtl.unicode import read_unicode_string
 from machine.types.view import Struct
 
 DOS_DEVICES = "\\GLOBAL??"
@@ -62,9 +63,8 @@ def create_symbolic_link(m, link: str, target: str) -> int:
 
 
 def link_target(m, body: int) -> str:
-    us = Struct(m.kspace, "_UNICODE_STRING",
-                Struct(m.kspace, "_OBJECT_SYMBOLIC_LINK", body).addr("LinkTarget"))
-    return m.kspace.read(us.get("Buffer"), us.get("Length")).decode("utf-16-le")
+    return read_unicode_string(
+        m.kspace, Struct(m.kspace, "_OBJECT_SYMBOLIC_LINK", body).addr("LinkTarget"))
 
 
 def lookup_object(m, path: str, follow_last: bool = True) -> int | None:

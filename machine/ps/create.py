@@ -133,8 +133,8 @@ def create_thread(m, process: ProcessRec, tid: int, start: str, *, system: bool 
     ep = Struct(m.kspace, "_EPROCESS", process.eprocess)
     ep.set("ActiveThreads", ep.get("ActiveThreads") + 1)
     reference(m, process.eprocess)  # a thread keeps its process's object alive
-    rec = ThreadRec(et, tid, process, stack_base, stack_base - KERNEL_STACK_SIZE, initial,
-                    priority=priority, ideal_processor=ideal, system=system, idle=idle)
+    rec = ThreadRec(et, tid, process, initial, priority=priority, ideal_processor=ideal,
+                    idle=idle)
     # First switch-in starts at the start routine with an empty frame below it: a zero
     # return address where the stack walk ends.
     rsp = initial - 0x190 - 0x30

@@ -93,7 +93,8 @@ def test_kernel_stack_overflow_into_the_guard_page_is_a_double_fault():
     assert m.bugcheck.code == 0x7F and m.bugcheck.params[0] == 8
     # The handler ran on the double-fault stack, not the exhausted thread stack.
     rsp = m.processors[0].cpu.regs[4]
-    assert not t.stack_limit <= rsp < t.stack_base
+    kt = Struct(m.kspace, "_KTHREAD", t.ethread)
+    assert not kt.get("StackLimit") <= rsp < kt.get("StackBase")
 
 
 def _spinner(m, tid: int, priority: int, ready: bool = True):
