@@ -249,19 +249,38 @@ def render(s, a: Analysis, verbose: bool) -> list[str]:
     return out
 
 
-@command("!analyze", syntax="!analyze [-v] [-show code]",
-         help="Analyze the bug check: its meaning, the faulting context, stack and culprit.")
+def show_code(s, words: list[str]) -> Result:
+    """`!analyze -show code [p1 p2 p3 p4]`: the code's name, description and what each
+    parameter means (for codes whose parameters depend on parameter 1, its subtype)."""
+    if not words:
+        raise KdError("Numeric expression missing from '<EOL>'")
+    if len(words) > 5:
+        raise KdError(f"Syntax error at '{' '.join(words[5:])}'")
+    code = s.evaluate(words[0]) & 0xFFFFFFFF
+    params = [s.evaluate(w) & fmt.MASK64 for w in words[1:]]
+    params += [0] * (4 - len(params))
+    info = bugcheck_table().get(code)
+    if info is None:
+        raise KdError(f"Unknown bugcheck code ({code:x})")
+    meanings = parameter_meanings(code, params)
+    lines = [f"{info.name} ({info.code:x})", *textwrap.wrap(info.summary, 79), "Arguments:"]
+    lines += _arg_lines(list(zip(params, meanings, strict=True)))
+    return Result(lines, {"code": info.code, "name": info.name, "args": params,
+                          "meanings": list(meanings)})
+
+
+@command("!analyze", syntax="!analyze [-v] [-show code [p1 p2 p3 p4]] [-hang]",
+         help="Analyze the bug check: its meaning, the faulting context, stack and culprit; "
+              "-show explains a code and its parameters; -hang looks for threads blocked on "
+              "held locks.")
 def analyze_cmd(s, args: str) -> Result:
     words = args.split()
     if words[:1] == ["-show"]:
-        code = s.evaluate(" ".join(words[1:])) if len(words) > 1 else 0
-        info = bugcheck_table().get(code & 0xFFFFFFFF)
-        if info is None:
-            raise KdError(f"Unknown bugcheck code ({code:x})")
-        lines = [f"{info.name} ({info.code:x})", *textwrap.wrap(info.summary, 79),
-                 "Arguments:"]
-        lines += _arg_lines([(0, p) for p in info.params])
-        return Result(lines, {"code": info.code, "name": info.name})
+        return show_code(s, words[1:])
+    if "-hang" in words:
+        from commands.hang_analysis import hang_cmd
+
+        return hang_cmd(s)
     a = analyze(s)
     data = {"code": a.code, "name": a.name, "args": [v for v, _ in a.args],
             "process_name": a.process_name, "trap_frame": a.trap_frame,

@@ -74,20 +74,62 @@ def _first_word(text: str) -> tuple[str, str]:
     return (m.group(1), m.group(2)) if m else ("", text)
 
 
-def _store(s, bp: Breakpoint, lines: list[str]) -> Breakpoint:
-    """Add bp, or redefine the breakpoint already at the same place (kd keeps its number)."""
-    existing = (s.breakpoints.same_watch(bp.watch) if bp.kind == DATA and bp.watch
-                else s.breakpoints.code_at(bp.address) if bp.address is not None else None)
-    if existing is not None:
-        bp.id = existing.id
-        lines.append(f"breakpoint {existing.id} redefined")
+def _given_id(s, name: str, args: str) -> tuple[int | None, str]:
+    """kd's `bp[ID]`: a decimal number glued to the command name (`bp5 addr`, `ba3 w8
+    addr`) or a bracketed expression (`bp[0x10] addr`).  `bp 5` has a blank before the 5:
+    that is an address.  The typed command (the session keeps it) tells the two apart."""
+    typed = getattr(s, "command_text", "").strip()
+    glued = typed[len(name):]
+    if typed[:len(name)].lower() != name or glued.lstrip() != args:
+        return None, args  # not called from a typed command: no id
+    if glued.startswith("["):
+        close = glued.find("]")
+        if close < 0:
+            raise KdCommandError(typed, len(typed))
+        ident = s.evaluate(glued[1:close])
+        return ident & 0xFFFFFFFF, glued[close + 1:].lstrip()
+    digits = re.match(r"\d+", glued)
+    if digits is None:
+        return None, args
+    after = glued[digits.end():]
+    if after and not after[0].isspace():
+        raise KdCommandError(typed, len(name) + digits.end())
+    return int(digits.group()), after.lstrip()
+
+
+def _matches(old: Breakpoint, new: Breakpoint) -> bool:
+    """kd's match of two breakpoints at one place: the same kind (code or processor), the
+    same resolved address and the same /p and /t conditions (a data breakpoint's access
+    and size do not count)."""
+    return (old is not new and (old.kind == DATA) == (new.kind == DATA)
+            and old.address is not None and old.address == new.address
+            and old.process == new.process and old.thread == new.thread)
+
+
+def _store(s, bp: Breakpoint, lines: list[str], given: int | None = None) -> Breakpoint:
+    """Add bp as kd does.  An id given that is in use: `breakpoint N exists, redefining`,
+    the old one goes.  A breakpoint already at the same place: `breakpoint N redefined`,
+    it goes too and the new one keeps the lower of the two numbers."""
+    if given is not None:
+        if given in s.breakpoints.items:
+            lines.append(f"breakpoint {given} exists, redefining")
+            s.breakpoints.remove(given)
+        bp.id = given
+    else:
+        bp.id = s.breakpoints.next_id()
+    while (match := next((b for b in s.breakpoints if _matches(b, bp)), None)) is not None:
+        lines.append(f"breakpoint {match.id} redefined")
+        s.breakpoints.remove(match.id)
+        bp.id = min(bp.id, match.id)
     return s.breakpoints.add(bp)
 
 
 def _set_code(s, args: str, unresolved: bool) -> Result:
+    given, args = _given_id(s, "bu" if unresolved else "bp", args)
     opts, rest = _options(s, args)
-    if not rest.strip():
-        raise KdSyntaxError("")
+    if not rest.strip() or rest.lstrip().startswith('"'):
+        # no address: kd sets it at the current instruction
+        rest = f"{s.register('rip'):#x} {rest.lstrip()}"
     lines: list[str] = []
     expression, after = _first_word(rest)
     try:
@@ -102,19 +144,20 @@ def _set_code(s, args: str, unresolved: bool) -> Result:
                          "adding deferred bp")
     passes, cmd = _passes_and_command(s, args, after)
     kind = UNRESOLVED if unresolved or address is None else CODE
-    bp = Breakpoint(s.breakpoints.next_id(), kind, expression, address, passes=passes,
+    bp = Breakpoint(0, kind, expression, address, passes=passes,
                     remaining=passes, command=cmd, **opts)
-    bp = _store(s, bp, lines)
+    bp = _store(s, bp, lines, given)
     return Result(lines, {"breakpoint": _row_data(s, bp)})
 
 
-@command("bp", syntax='bp [/1] [/p eprocess] [/t ethread] address [passes] ["commands"]',
-         help="Set a breakpoint at an address.")
+@command("bp", syntax='bp[ID] [/1] [/p eprocess] [/t ethread] address [passes] ["commands"]',
+         help="Set a breakpoint at an address; an ID glued to the name (`bp5`, `bp[0x10]`) "
+              "numbers it.")
 def bp_cmd(s, args: str) -> Result:
     return _set_code(s, args, unresolved=False)
 
 
-@command("bu", syntax='bu [/1] [/p eprocess] [/t ethread] expression [passes] ["commands"]',
+@command("bu", syntax='bu[ID] [/1] [/p eprocess] [/t ethread] expression [passes] ["commands"]',
          help="Set a breakpoint that tracks a symbolic expression (deferred until it "
               "resolves).")
 def bu_cmd(s, args: str) -> Result:
@@ -142,12 +185,9 @@ def bm_cmd(s, args: str) -> Result:
     lines: list[str] = []
     rows = []
     for address, name in sorted(matches):
-        bp = Breakpoint(s.breakpoints.next_id(), CODE, name, address, passes=passes,
-                        remaining=passes, command=cmd, **opts)
-        existing = s.breakpoints.code_at(address)
-        if existing is not None:
-            bp.id = existing.id
-        s.breakpoints.add(bp)
+        bp = Breakpoint(0, CODE, name, address, passes=passes, remaining=passes,
+                        command=cmd, **opts)
+        bp = _store(s, bp, lines)
         lines.append(f"{bp.id:>3}: {fmt.addr(address)} @!\"{name}\"")
         rows.append(_row_data(s, bp))
     return Result(lines, {"breakpoints": rows})
@@ -156,11 +196,12 @@ def bm_cmd(s, args: str) -> Result:
 _ACCESS = re.compile(r"\s*([ewrEWR])\s*(\d+)(.*)", re.DOTALL)
 
 
-@command("ba", syntax='ba [/1] [/p eprocess] [/t ethread] e|r|w size address [passes] '
+@command("ba", syntax='ba[ID] [/1] [/p eprocess] [/t ethread] e|r|w size address [passes] '
                       '["commands"]',
          help="Break on access: a processor (debug register) breakpoint on execute (e), "
               "write (w) or read/write (r) of 1, 2, 4 or 8 bytes.")
 def ba_cmd(s, args: str) -> Result:
+    given, args = _given_id(s, "ba", args)
     opts, rest = _options(s, args)
     m = _ACCESS.match(rest)
     if m is None:
@@ -177,15 +218,17 @@ def ba_cmd(s, args: str) -> Result:
         return Result(["Execution data breakpoint too large"], {"error": "size"})
     if address & (size - 1):
         return Result(["Data breakpoint must be aligned"], {"error": "alignment"})
-    bp = Breakpoint(s.breakpoints.next_id(), DATA, rest.strip(), address, passes=passes,
+    bp = Breakpoint(0, DATA, rest.strip(), address, passes=passes,
                     remaining=passes, command=cmd, access=access, size=size, **opts)
-    existing = s.breakpoints.same_watch(bp.watch)  # type: ignore[arg-type]
-    in_use = {b.watch for b in s.breakpoints if b.kind == DATA and b.enabled}
-    if existing is None and len(in_use) >= DATA_SLOTS:
+    # the debug registers this one would leave to the others (it replaces a match or the
+    # breakpoint with its id)
+    in_use = {b.watch for b in s.breakpoints if b.kind == DATA and b.enabled
+              and not _matches(b, bp) and b.id != given}
+    if len(in_use) >= DATA_SLOTS:
         line = f"kdsim: all {DATA_SLOTS} debug registers are in use (bc or bd one first)"
         return Result([line], {"error": "no free debug register"})
     lines: list[str] = []
-    bp = _store(s, bp, lines)
+    bp = _store(s, bp, lines, given)
     return Result(lines, {"breakpoint": _row_data(s, bp)})
 
 

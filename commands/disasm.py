@@ -339,3 +339,20 @@ def effective_annotation(instr: ix.Instruction, read: Reader, symbolizer: Symbol
         name = symbolizer.name_for(number) if (symbolizer is not None and size == 8) else None
         value = f"{{{name} ({addr(number)})}}" if name else f"{number:0{size * 2}x}"
     return f"{prefix}{addr(ea)}={value}"
+
+
+# -- flow analysis support (uf) ------------------------------------------------------------
+
+def decode(read: Reader, address: int) -> tuple[bytes, ix.Instruction | None]:
+    """The instruction at `address`: its bytes (empty if unreadable) and the decoded
+    instruction (`code == ix.Code.INVALID` for undecodable bytes; None if unreadable)."""
+    return _decode(read, address & MASK64)
+
+
+def instruction_line(symbolizer: Symbolizer | None, address: int, code: bytes,
+                     instr: ix.Instruction | None) -> str:
+    """One instruction line in `u`'s layout, for an instruction already decoded."""
+    if instr is None:
+        return f"{addr(address)} {'??':<15} ???"
+    mnemonic, operands = format_instruction(instr, symbolizer)
+    return _line(address, code, mnemonic, operands)

@@ -24,25 +24,78 @@ def _data(s, out: Outcome) -> dict:
 
 
 def _no_start_address(args: str) -> None:
-    # `= StartAddress` needs a register write, which the target does not offer.
+    # The step commands take no `= StartAddress` in kdsim.
     if args.lstrip().startswith("="):
         raise KdSyntaxError(args.strip())
 
 
-@command("g", syntax="g [address ...]",
-         help="Go: run the target until a breakpoint, a bug check or a break-in; with "
-              "addresses, also stop when one of them is reached.")
-def g_cmd(s, args: str) -> Result:
+MAX_GO_BREAKS = 10  # kd takes up to ten break addresses on one go
+
+
+class KdListSizeError(KdCommandError):
+    """More break addresses than a go command takes."""
+
+    kind = "List size"
+
+
+def _set_start(s, start: int) -> None:
+    """`= StartAddress`: the current processor resumes there (kd writes its rip)."""
+    write = getattr(s.target, "write_register", None)
+    if write is None:
+        raise KdSyntaxError("=")
+    write(s.processor, "rip", start)
+
+
+def _go(s, args: str) -> Result:
+    """g, gh, gn, gN, gc: `[= StartAddress] [BreakAddress ...]`.  On a kernel target the
+    handled / not-handled forms resume as `g` does (kd's exception disposition only
+    matters to a user-mode debuggee)."""
     require_live(s)
-    _no_start_address(args)
-    temps: set[int] = set()
     rest = args.strip()
-    while rest:
-        address, rest = s.take(rest)
-        temps.add(address)
+    start = None
+    if rest.startswith("="):
+        start, rest = s.take(rest[1:].lstrip())
         rest = rest.strip()
+    temps: list[int] = []
+    while rest:
+        if len(temps) == MAX_GO_BREAKS:
+            raise KdListSizeError(args, len(args) - len(rest))
+        address, rest = s.take(rest)
+        temps.append(address)
+        rest = rest.strip()
+    if start is not None:
+        _set_start(s, start)
     lines, out = run(s, lambda armed, steps: s.target.go(armed, steps), frozenset(temps))
     return Result(lines, _data(s, out))
+
+
+@command("g", syntax="g [= StartAddress] [BreakAddress ...]",
+         help="Go: run the target until a breakpoint, a bug check or a break-in; with "
+              "break addresses (up to 10), also stop when one of them is reached; "
+              "`= StartAddress` resumes the current processor there.")
+def g_cmd(s, args: str) -> Result:
+    return _go(s, args)
+
+
+@command("gh", syntax="gh [= StartAddress] [BreakAddress ...]",
+         help="Go with exception handled: on a kernel target, the same as g.")
+def gh_cmd(s, args: str) -> Result:
+    return _go(s, args)
+
+
+@command("gn", syntax="gn | gN [= StartAddress] [BreakAddress ...]",
+         help="Go with exception not handled: on a kernel target, the same as g.")
+def gn_cmd(s, args: str) -> Result:
+    return _go(s, args)
+
+
+@command("gc", syntax="gc",
+         help="Go from a conditional breakpoint: in a breakpoint's command string it "
+              "resumes the run that hit the breakpoint; typed, it is g.")
+def gc_cmd(s, args: str) -> Result:
+    if args.strip():
+        raise KdCommandError(args, 0)
+    return _go(s, "")
 
 
 @command("gu", syntax="gu", help="Go up: run until the current function returns.")

@@ -226,6 +226,10 @@ def _lex(text: str, radix: int) -> Iterator[_Tok]:
                 else:
                     yield _tok("SYNERR", text[pos:], pos, n)
                     return
+        elif c == "@" and (embedded := _embedded_end(text, pos)) is not None:
+            # `@@c++(...)`, `@@(...)`, `@@masm(...)`: one NAME token, evaluated whole.
+            yield _tok("NAME", text[pos:embedded], pos, embedded)
+            pos = embedded
         elif c == "@":
             m = _REGISTER.match(text, pos)
             if not m:
@@ -252,6 +256,37 @@ def _lex(text: str, radix: int) -> Iterator[_Tok]:
                 yield _tok("BAD", text[pos:], pos, n)
                 return
         pos = _SPACE.match(text, pos).end()
+
+
+_EMBEDDED = re.compile(r"@@(c\+\+|masm)?\(", re.IGNORECASE)
+
+
+def _embedded_end(text: str, pos: int) -> int | None:
+    """Where an embedded `@@c++(...)` / `@@(...)` / `@@masm(...)` at `pos` ends (just
+    past its `)`), or None if there is none."""
+    m = _EMBEDDED.match(text, pos)
+    if not m:
+        return None
+    depth = 0
+    for i in range(m.end() - 1, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return i + 1
+    return None
+
+
+def _embedded_value(ctx: ExprContext, node: Name) -> int:
+    """An embedded expression's value: `@@masm(...)` is MASM again, the others are C++
+    (evaluated by commands.cpp_expr against the session's types)."""
+    m = _EMBEDDED.match(node.name)
+    inner = node.name[m.end():-1]
+    if (m.group(1) or "").lower() == "masm":
+        return evaluate(inner, ctx)
+    from commands import cpp_expr  # loaded only when an expression embeds C++
+
+    if getattr(ctx, "target", None) is None:
+        raise KdSyntaxError(node.name, node.start)
+    return cpp_expr.evaluate_int(inner, cpp_expr.SessionContext(ctx))
 
 
 def _word(text: str, pos: int, radix: int) -> _Tok:
@@ -600,6 +635,8 @@ class _Evaluator:
         raise TypeError(f"not an expression node: {node!r}")  # pragma: no cover
 
     def name(self, node: Name) -> int:
+        if node.name.startswith("@@"):
+            return _embedded_value(self.ctx, node) & MASK64
         low = node.name.lower()
         if low.startswith("$") or low in _COMMON_REGISTERS:
             value = self.ctx.register(low)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from commands import fmt
-from commands.errors import KdError
+from commands.errors import KdError, KdSyntaxError
 from commands.registry import Result, command
 from commands.stack import call_site
 from commands.stackwalk import walk
@@ -21,6 +22,8 @@ HANDLE_ENTRY = 0x10
 TICK_100NS = 156250  # fallback when nt!KeMaximumIncrement cannot be read
 STACK_HEADER = ("Child-SP          RetAddr               : Args to Child"
                 "                                                           : Call Site")
+STACK_HEADER_NO_ARGS = "Child-SP          RetAddr               Call Site"
+DETAIL_LINE, DETAIL_WAITS, DETAIL_FULL = "line", "waits", "full"
 
 
 @dataclass
@@ -303,15 +306,23 @@ def render_process(p: ProcessInfo, indent: int = 0) -> list[str]:
     return lines
 
 
-def render_thread(th: ThreadInfo, indent: int = 0) -> list[str]:
+def render_thread(th: ThreadInfo, indent: int = 0, detail: str = DETAIL_FULL,
+                  args: bool = True) -> list[str]:
+    """kd's thread block: `detail` is DETAIL_LINE (the THREAD line), DETAIL_WAITS (and
+    its wait objects) or DETAIL_FULL (everything and the stack); `args` False shows the
+    stack without the argument columns (flag 0x8)."""
     pad = " " * indent
     if th.state == STATES[TERMINATED]:
         return [f"{pad}THREAD {fmt.hex16(th.address)}  Cid {th.pid:04x}.{th.tid:04x}  "
                 f"{th.state}"]
     out = [f"{pad}THREAD {fmt.hex16(th.address)}  Cid {th.pid:04x}.{th.tid:04x}  "
            f"Teb: {fmt.hex16(th.teb)} Win32Thread: {fmt.hex16(th.win32thread)} {th.state}"]
+    if detail == DETAIL_LINE:
+        return out
     for obj, otype in th.wait_objects:
         out.append(f"{pad}    {fmt.hex16(obj)}  {otype}")
+    if detail == DETAIL_WAITS:
+        return out
     if th.irps:
         out.append(f"{pad}IRP List:")
         for irp, typ, size, flags, mdl in th.irps:
@@ -340,10 +351,12 @@ def render_thread(th: ThreadInfo, indent: int = 0) -> list[str]:
     if th.stack_note:
         out.append(f"{pad}{th.stack_note}")
     if th.stack:
-        out.append(f"{pad}{STACK_HEADER}")
+        out.append(f"{pad}{STACK_HEADER if args else STACK_HEADER_NO_ARGS}")
         for f in th.stack:
-            row = (f"{pad}{fmt.addr(f['child_sp'])} {fmt.addr(f['ret_addr'])}     : "
-                   + " ".join(fmt.addr(a) for a in f["args"]) + f" : {f['call_site']}")
+            row = f"{pad}{fmt.addr(f['child_sp'])} {fmt.addr(f['ret_addr'])}     "
+            if args:
+                row += ": " + " ".join(fmt.addr(a) for a in f["args"]) + " : "
+            row += f["call_site"]
             if f["trap_frame"] is not None:
                 row += f" (TrapFrame @ {fmt.addr(f['trap_frame'])})"
             out.append(row)
@@ -359,9 +372,36 @@ def _find_process(k: Kernel, value: int) -> int:
     raise KdError(f"Cannot find process {value:x}")
 
 
+def thread_detail(flags: int) -> str:
+    """What a thread block shows for !thread/!process flags: 0x2 the wait states, 0x4
+    with 0x2 everything and the stack (0x4 alone adds nothing)."""
+    if flags & 6 == 6:
+        return DETAIL_FULL
+    return DETAIL_WAITS if flags & 2 else DETAIL_LINE
+
+
+@contextmanager
+def process_context(s, process: int):
+    """Reads go through `process`'s page tables for the duration (flag 0x10 of !thread
+    and !process), then back to the implicit process's."""
+    setter = getattr(s.target, "set_implicit_dtb", None)
+    if setter is None:
+        yield
+        return
+    setter(s.reader.field("_EPROCESS", process, "Pcb.DirectoryTableBase"))
+    try:
+        yield
+    finally:
+        s.current_process()  # lets a stale implicit process expire first
+        keep = s.implicit_process
+        setter(s.reader.field("_EPROCESS", keep, "Pcb.DirectoryTableBase")
+               if keep is not None else None)
+
+
 @command("!process", syntax="!process [0 | address | pid] [flags] [image]",
          help="Show processes: `0 0` lists all, an address or pid shows one; flags 1 "
-              "details, 2 threads, 4 thread stacks.")
+              "details, 2 threads (with their waits), 4 with 2 thread details and stacks, "
+              "0x10 with 1 each process's own address space for its threads' stacks.")
 def process_cmd(s, args: str) -> Result:
     k = Kernel(s)
     words = args.split()
@@ -386,30 +426,76 @@ def process_cmd(s, args: str) -> Result:
     for ep in targets:
         if image is not None and k.image(ep).lower() != image.lower():
             continue
-        p = k.process(ep, flags)
+        if flags & 0x11 == 0x11:
+            with process_context(s, ep):
+                p = k.process(ep, flags)
+        else:
+            p = k.process(ep, flags)
         infos.append(p)
         lines += render_process(p)
+        detail = thread_detail(flags)
         if flags & 6 and not p.active_threads:
             lines.append("No active threads")  # it has exited; kd says so before them
             for th in p.threads:
-                lines += render_thread(th, 8)
+                lines += render_thread(th, 8, detail)
                 lines.append("")
             if not p.threads:
                 lines.append("")
         elif p.threads:
             lines.append("")
             for th in p.threads:
-                lines += render_thread(th, 8)
+                lines += render_thread(th, 8, detail)
                 lines.append("")
         else:
             lines.append("")
     return Result(lines, [asdict(p) for p in infos])
 
 
-@command("!thread", syntax="!thread [address]",
-         help="Show a thread (default: the current thread): state, waits, IRPs, stack.")
+def _thread_by_id(k: Kernel, tid: int) -> int:
+    off = k.r.offset("_ETHREAD", "ThreadListEntry")
+    for ep in k.process_list():
+        for entry in k.r.list_entries(k.r.field_addr("_EPROCESS", ep, "ThreadListHead")):
+            if k.r.field("_ETHREAD", entry - off, "Cid.UniqueThread") == tid:
+                return entry - off
+    raise KdError(f"Could not find thread with id {tid:x}")
+
+
+@command("!thread", syntax="!thread [-p] [-t] [address | -1 [flags]]",
+         help="Show a thread (default or -1: the implicit thread): state, waits, IRPs, "
+              "stack.  Flags (default 6): 0x2 waits, 0x4 with 0x2 details and stack, 0x8 "
+              "stack without arguments, 0x10 its process's address space; -p its process "
+              "first, -t the address is a thread id.")
 def thread_cmd(s, args: str) -> Result:
     k = Kernel(s)
-    et = s.take(args)[0] if args.strip() else s.current_thread()
-    th = k.thread(et)
-    return Result(render_thread(th), asdict(th))
+    text = args.strip()
+    options: set[str] = set()
+    while text[:2].lower() in ("-p", "-t") and (len(text) == 2 or text[2] in " \t"):
+        options.add(text[1].lower())
+        text = text[2:].lstrip()
+    flags = 6
+    if text:
+        value, rest = s.take(text)
+        if rest.strip():
+            flags, rest = s.take(rest)
+            if rest.strip():
+                raise KdSyntaxError(rest.strip())
+        if value & fmt.MASK64 == fmt.MASK64:
+            et = s.current_thread()
+        elif "t" in options:
+            et = _thread_by_id(k, value)
+        else:
+            et = value
+    else:
+        et = s.current_thread()
+    lines: list[str] = []
+    owner = k.r.field("_ETHREAD", et, "Tcb.Process")
+    if "p" in options:
+        lines += render_process(k.process(owner, 0))
+    detail = thread_detail(flags)
+    if flags & 0x10:
+        with process_context(s, owner):
+            th = k.thread(et, with_stack=detail == DETAIL_FULL)
+    else:
+        th = k.thread(et, with_stack=detail == DETAIL_FULL)
+    lines += render_thread(th, 0, detail, args=not flags & 8)
+    return Result(lines, asdict(th))

@@ -187,17 +187,26 @@ def run(s, request: Request, temps: frozenset[int] = frozenset()) -> tuple[list[
         lines += out.lines
         if out.hit is None or not out.hit.command or spent >= s.run_budget:
             return lines, out
-        if not run_command_string(s, out.hit.command, lines):
+        resume = run_command_string(s, out.hit.command, lines)
+        if not resume:
             return lines, out
-        request, temps = _go(s), frozenset()
+        if resume != "gc":
+            request, temps = _go(s), frozenset()
+        # gc resumes the run that hit the breakpoint in its own fashion: the same request
+        # (a go keeps its break addresses; a step is issued again from the hit)
 
 
-def run_command_string(s, command: str, lines: list[str]) -> bool:
-    """Run a breakpoint's commands (kd does not echo them); True when one of them is a
-    plain `g`, which resumes the target (the commands after it are not run)."""
+# Go commands that, with no arguments in a breakpoint's command string, resume the target.
+RESUMING = {"g": "g", "gh": "g", "gn": "g", "gc": "gc"}
+
+
+def run_command_string(s, command: str, lines: list[str]) -> str | None:
+    """Run a breakpoint's commands (kd does not echo them).  When one of them is a plain
+    go (`g`, `gh`, `gn`, `gc`), which resumes the target, the commands after it are not
+    run and the result says how to resume: "g" (freely) or "gc" (as the run that hit)."""
     depth = getattr(s, "_bp_command_depth", 0)
     if depth >= MAX_COMMAND_DEPTH:
-        return False
+        return None
     s._bp_command_depth = depth + 1
     try:
         for text in split_commands(command):
@@ -205,17 +214,17 @@ def run_command_string(s, command: str, lines: list[str]) -> bool:
                 ct = split_name(text, letter_commands())
             except KdError:
                 ct = None
-            if ct is not None and ct.name.lower() == "g" and not ct.args.strip():
-                return True
+            if ct is not None and ct.name.lower() in RESUMING and not ct.args.strip():
+                return RESUMING[ct.name.lower()]
             res = s.execute_one(text)
             lines += res.lines
             if res.data == "quit":
-                return False
+                return None
     except KdError as exc:
         lines.append(str(exc))
     finally:
         s._bp_command_depth = depth
-    return False
+    return None
 
 
 def is_step(out: Outcome) -> bool:

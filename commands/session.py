@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 
 from commands import registry
 from commands.bptable import BreakpointTable
-from commands.cmdline import split_commands, split_name
+from commands.cmdline import split_name
 from commands.errors import KdCommandError, KdError, KdMemoryError
 from commands.expr import evaluate, take_expression
+from commands.flow import run_line
+from commands.lang_state import FlowState, LogFile
+from commands.pseudo_regs import pseudo_value, remember_display
 from commands.reader import Reader
 from commands.registry import Result
 from commands.symbols import SymbolEngine
@@ -41,10 +44,11 @@ def sub_registers(regs: dict[str, int]) -> dict[str, int]:
 
 @dataclass
 class ScopeContext:
-    """A register context set by `.trap` (or later `.cxr`/`.thread`)."""
+    """A register context set by `.trap`, `.cxr` or `.thread` (kd's "last set context")."""
 
     registers: dict[str, int]
-    source: str  # "trap"
+    source: str  # "trap", "cxr" or "thread"
+    address: int = 0  # the trap frame, context record or thread it came from
 
 
 @dataclass
@@ -60,6 +64,25 @@ class Session:
     # a breakpoint whose command string resumes): kd runs until Ctrl+C, kdsim also stops
     # here so that a script cannot hang.
     run_budget: int = 50_000_000
+    # kd's implicit thread and process (.thread, .process) and local context (.frame):
+    # each holds until the target runs or another processor is selected, which the
+    # stamp (processor, target stop count) they were set under tells.
+    implicit_thread: int | None = None
+    implicit_process: int | None = None
+    frame_index: int = 0
+    frame_registers: dict[str, int] | None = None
+    frame_base: dict[str, int] | None = None  # the context the frame was unwound from
+    context_stamp: tuple[int, int] | None = None
+    pending_process: tuple[int, int] | None = None  # `.process /i`: (process, stop count)
+    # The command being run, as typed: kd reads some arguments glued to the name
+    # (`bp5 addr` is breakpoint 5, `bp 5` a breakpoint at address 5).
+    command_text: str = ""
+    # The command language (aliases, scripts, logs): user-named aliases (`as`), the
+    # fixed-name aliases $u0-$u9 (`r $.u0=...`), and the open log file.
+    aliases: dict[str, str] = field(default_factory=dict)
+    fixed_aliases: list[str] = field(default_factory=lambda: [""] * 10)
+    log: LogFile | None = None
+    flow: FlowState = field(default_factory=lambda: FlowState())
 
     def __post_init__(self) -> None:
         self.symbols = SymbolEngine(self.target)
@@ -73,6 +96,16 @@ class Session:
         return f"{self.processor}: kd> "
 
     def registers(self) -> dict[str, int]:
+        """The register context: the selected frame's (`.frame N`), else the set context
+        (.trap/.cxr/.thread), else the current processor's."""
+        base = self.stack_context()
+        self._expire_implicit()
+        if self.frame_registers is not None and self.frame_base == base:
+            return dict(self.frame_registers)
+        return base
+
+    def stack_context(self) -> dict[str, int]:
+        """Where stacks unwind from: the set context, else the processor's registers."""
         if self.scope is not None:
             return dict(self.scope.registers)
         return dict(self.target.registers(self.processor))
@@ -82,10 +115,57 @@ class Session:
         return self.reader.u64(self.nt("KiProcessorBlock") + 8 * n)
 
     def current_thread(self, processor: int | None = None) -> int:
+        """A processor's current thread; without a processor, kd's implicit thread."""
+        if processor is None:
+            self._expire_implicit()
+            if self.implicit_thread is not None:
+                return self.implicit_thread
         return self.reader.field("_KPRCB", self.prcb(processor), "CurrentThread")
 
     def current_process(self, processor: int | None = None) -> int:
-        return self.reader.field("_KTHREAD", self.current_thread(processor), "ApcState.Process")
+        """A processor's current process; without a processor, kd's implicit process."""
+        if processor is None:
+            self._expire_implicit()
+            if self.implicit_process is not None:
+                return self.implicit_process
+        thread = self.reader.field("_KPRCB", self.prcb(processor), "CurrentThread")
+        return self.reader.field("_KTHREAD", thread, "ApcState.Process")
+
+    def _stop_count(self) -> int:
+        return int(getattr(self.target, "stop_count", 0))
+
+    def set_implicit(self, thread: int | None = None, process: int | None = None,
+                     frame: tuple[int, dict[str, int], dict[str, int]] | None = None) -> None:
+        """Record `.thread`/`.process`/`.frame` selections (None leaves one as it is)."""
+        self._expire_implicit()
+        self.context_stamp = (self.processor, self._stop_count())
+        if thread is not None:
+            self.implicit_thread = thread
+        if process is not None:
+            self.implicit_process = process
+        if frame is not None:
+            self.frame_index, self.frame_registers, self.frame_base = frame
+
+    def reset_implicit(self, frame_only: bool = False) -> None:
+        self.frame_index, self.frame_registers, self.frame_base = 0, None, None
+        if not frame_only:
+            self.implicit_thread = self.implicit_process = None
+            self.context_stamp = None
+
+    def _expire_implicit(self) -> None:
+        """Drop implicit selections made before the target last ran or under another
+        processor; a `.process /i` switch requested before the last run takes effect."""
+        stops = self._stop_count()
+        pending = self.pending_process
+        if pending is not None and stops > pending[1]:
+            self.pending_process = None
+            self.reset_implicit()
+            self.implicit_process = pending[0]
+            self.context_stamp = (self.processor, stops)
+            return
+        stamp = self.context_stamp
+        if stamp is not None and stamp != (self.processor, stops):
+            self.reset_implicit()
 
     # -- run control: the current processor and stops ------------------------------------
 
@@ -149,7 +229,8 @@ class Session:
             data = self.nt("KiBugCheckData")
             idx = 0 if name == "$bug_code" else int(name[-1])
             return self.reader.u64(data + 8 * idx)
-        return self.pseudo.get(name)
+        value = pseudo_value(self, name)
+        return value if value is not None else self.pseudo.get(name)
 
     def symbol(self, name: str) -> int | None:
         return self.symbols.address_of(name)
@@ -169,18 +250,9 @@ class Session:
     # -- running command lines ------------------------------------------------------
 
     def execute(self, line: str) -> list[Result]:
-        """Run one input line (several `;`-separated commands); never raises."""
-        results: list[Result] = []
-        try:
-            commands = split_commands(line)
-        except KdError as exc:
-            return [self._error(exc, line)]
-        for text in commands:
-            res = self.execute_one(text)
-            results.append(res)
-            if res.data == "quit":
-                break
-        return results
+        """Run one input line: `;`-separated commands, control-flow tokens and blocks, with
+        aliases expanded (commands/flow.py); never raises."""
+        return run_line(self, line)
 
     def execute_one(self, text: str) -> Result:
         try:
@@ -188,7 +260,10 @@ class Session:
             spec = registry.COMMANDS.get(ct.name.lower())
             if spec is None:
                 raise KdCommandError(text, 0)
-            return spec.handler(self, ct.args)
+            self.command_text = text
+            result = spec.handler(self, ct.args)
+            remember_display(self, result)
+            return result
         except KdCommandError as exc:
             if exc.command != text:
                 exc = exc.relocate(text, max(0, text.find(exc.command)))

@@ -163,6 +163,13 @@ class Target(Protocol):
         processor does not have, TargetNotLive on a target without MSRs."""
         ...
 
+    # -- register edits (r reg=value, g =StartAddress) ---------------------------------
+    def write_register(self, processor: int, name: str, value: int) -> None:
+        """Set one 64-bit register of a stopped processor (lower-case name: rax..r15, rip,
+        efl).  Raises KeyError for a register the target cannot set, TargetNotLive on a
+        dump."""
+        ...
+
 
 class TargetNotLive(Exception):
     """The operation needs a live target (editing memory, reading MSRs)."""
@@ -248,4 +255,21 @@ class RunControl(Protocol):
 
     def select_processor(self, processor: int) -> None:
         """kd's `~Ns`: the processor whose CR3 translates reads given no `dtb`."""
+        ...
+
+
+class ProcessContext(Protocol):
+    """Additive, for `.process`/`.thread /p` (a target without it keeps reading through
+    the current processor's page tables).  Also `stop_count`, an int property counting
+    the target's stops (runs, steps, break-ins), by which the debugger knows that an
+    implicit thread or process chosen before has expired, as kd resets it on execution."""
+
+    @property
+    def stop_count(self) -> int: ...
+
+    def set_implicit_dtb(self, dtb: int | None, at_next_stop: bool = False) -> None:
+        """kd's implicit process: reads given no `dtb` translate through the page tables
+        at `dtb` (None: the current processor's again) until the next stop or processor
+        switch.  `at_next_stop` (kd's `.process /i`) makes the switch when the target
+        next stops instead of now."""
         ...

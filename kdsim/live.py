@@ -35,6 +35,9 @@ class LiveTarget:
         self._spaces: dict[int, AddressSpace] = {}
         self._stopped_on: int | None = None  # set by run control; None: the bug check's
         self._selected: int | None = None  # kd's `~Ns`, until the next stop
+        self._stops = 0  # every stop of a run (the debugger's implicit contexts expire)
+        self._implicit_dtb: int | None = None  # kd's `.process`, until the next stop
+        self._dtb_at_next_stop: int | None = None  # kd's `.process /i`
 
     @property
     def processor_count(self) -> int:
@@ -61,6 +64,8 @@ class LiveTarget:
         return self.m.modules[0].base
 
     def _space(self, dtb: int | None) -> AddressSpace:
+        if dtb is None:
+            dtb = self._implicit_dtb
         if dtb is None:
             current = self.stop_processor if self._selected is None else self._selected
             return self.m.processors[current].cpu.mem
@@ -139,6 +144,13 @@ class LiveTarget:
     def read_msr(self, processor: int, msr: int) -> int:
         return self.m.processors[processor].msrs[msr]
 
+    # -- register edits -----------------------------------------------------------------
+
+    def write_register(self, processor: int, name: str, value: int) -> None:
+        # The machine journals the edit, as it does memory edits, so a snapshot keeps it;
+        # KeyError for a register it cannot set.
+        self.m.debugger_set_register(processor, name.lower(), value)
+
     # -- run control -----------------------------------------------------------------
 
     def go(self, armed: ArmedBreakpoints, max_steps: int | None = None) -> StopEvent:
@@ -162,6 +174,19 @@ class LiveTarget:
 
     def select_processor(self, processor: int) -> None:
         self._selected = processor
+        self._implicit_dtb = None
+
+    # -- implicit process (.process, .thread /p) -----------------------------------
+
+    @property
+    def stop_count(self) -> int:
+        return self._stops
+
+    def set_implicit_dtb(self, dtb: int | None, at_next_stop: bool = False) -> None:
+        if at_next_stop:
+            self._dtb_at_next_stop = dtb
+        else:
+            self._implicit_dtb = dtb
 
     def _run(self, armed: ArmedBreakpoints, run) -> StopEvent:
         m = self.m
@@ -183,6 +208,8 @@ class LiveTarget:
     def _stopped(self, event: StopEvent) -> StopEvent:
         self._stopped_on = event.processor
         self._selected = None
+        self._stops += 1
+        self._implicit_dtb, self._dtb_at_next_stop = self._dtb_at_next_stop, None
         return event
 
     def _event(self, result: RunResult) -> StopEvent:

@@ -25,6 +25,7 @@ from machine.ldr.loader import (
     link_loaded_module,
 )
 from machine.machine import Machine, MachineConfig
+from machine.mm.counters import MM_DATA, install_counters
 from machine.mm.layout import RegionAllocator
 from machine.mm.physical import PAGE_SIZE
 from machine.ob.object import init_object_manager
@@ -39,6 +40,15 @@ CPU_FAMILY, CPU_MODEL, CPU_STEPPING, CPU_MHZ = 6, 0x9E, 0xA, 3000
 POOL_REGION_SIZE = 0x100000000
 NT_BUILD = 19045
 NT_TIMESTAMP = 0x6456F5D1  # ntoskrnl 10.0.19045.2965 image timestamp
+# What a 22H2 kernel publishes about itself for everyone (and for a debugger's vertarget):
+# nt!NtBuildLab (19045 is an enablement package over the 19041 kernel branch), and
+# SharedUserData's version, product type (NtProductWinNt) and suite (TerminalServer |
+# SingleUserTS, a Pro edition).
+NT_BUILD_LAB = "19041.1.amd64fre.vb_release.191206-1406"
+VERSION_DATA = (("NtBuildLab", 0x40, ""),)
+NT_MAJOR_VERSION, NT_MINOR_VERSION = 10, 0
+NT_PRODUCT_WIN_NT = 1
+SUITE_MASK = 0x110
 # Uptime at which the simulated clock starts (ticks of 15.625 ms): about 15 minutes.
 BOOT_TICKS = 58_000
 
@@ -81,7 +91,9 @@ def build_kernel(config: MachineConfig) -> Machine:
     nt = build_native_image(m, "nt", "ntoskrnl.exe", "ntkrnlmp.pdb", lay.nt_base, NT_SIZE,
                             "\\SystemRoot\\system32\\ntoskrnl.exe", NT_TEXT_RVA, "nt")
     nt.timestamp = NT_TIMESTAMP
-    add_data_symbols(m, nt, NT_DATA_RVA, NT_DATA + POOL_DATA)
+    add_data_symbols(m, nt, NT_DATA_RVA, NT_DATA + POOL_DATA + VERSION_DATA + MM_DATA)
+    install_counters(m, POOL_REGION_SIZE)  # the memory manager's counters, kept current
+    m.kspace.write(m.sym("nt!NtBuildLab"), NT_BUILD_LAB.encode("ascii") + b"\0")
     init_pool(m)  # before the first allocation
     hal = build_native_image(m, "hal", "hal.dll", "hal.pdb", lay.nt_base + 0x1800000, HAL_SIZE,
                              "\\SystemRoot\\system32\\hal.dll", 0x1000, "hal")
@@ -89,6 +101,7 @@ def build_kernel(config: MachineConfig) -> Machine:
     initialize_list_head(m.kspace, m.sym("nt!PsLoadedModuleList"))
     initialize_list_head(m.kspace, m.sym("nt!ExpSystemResourcesList"))
     m.kspace.map_new(lay.user_shared_data, PAGE_SIZE)
+    _publish_version(m)
     link_loaded_module(m, nt)
     link_loaded_module(m, hal)
     m.kspace.write_u64(m.sym("nt!NtBuildNumber"), 0xF0000000 | NT_BUILD)
@@ -108,9 +121,23 @@ def build_kernel(config: MachineConfig) -> Machine:
     return m
 
 
+def _publish_version(m: Machine) -> None:
+    """SharedUserData's version and product fields, as the kernel fills them at boot."""
+    shared = Struct(m.kspace, "_KUSER_SHARED_DATA", m.layout.user_shared_data)
+    shared.set("NtMajorVersion", NT_MAJOR_VERSION)
+    shared.set("NtMinorVersion", NT_MINOR_VERSION)
+    shared.set("NtBuildNumber", NT_BUILD)
+    shared.set("NtProductType", NT_PRODUCT_WIN_NT)
+    shared.set("ProductTypeIsValid", 1)
+    shared.set("SuiteMask", SUITE_MASK)
+    shared.set_bytes("NtSystemRoot", "C:\\Windows".encode("utf-16-le") + b"\0\0")
+
+
 def _processors(m: Machine) -> None:
     n = m.config.cpus
     m.kspace.write_u64(m.sym("nt!KeNumberProcessors"), n)
+    Struct(m.kspace, "_KUSER_SHARED_DATA", m.layout.user_shared_data).set(
+        "ActiveProcessorCount", n)
     for i in range(n):
         pcr = m.layout.pcr_area + i * KPCR_STRIDE
         m.kspace.map_new(pcr, m.catalog.get("_KPCR").size)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from machine.cpu import Cpu, CpuException, DebugException, DecodeCache
 from machine.cpu.debugregs import RF
 from machine.ex.pool import Pool
+from machine.ex.verifier import DriverVerifier
 from machine.kd.breakpoints import BreakpointHit, Breakpoints
 from machine.kd.databp import (
     DataBreakpoint,
@@ -56,6 +57,9 @@ BOOT_SYSTEM_TIME = 0x01D97F0F6A5E8000
 
 
 DOUBLE_FAULT = 8
+# The general registers in Cpu.regs order, by the names a debugger edits them with.
+DEBUGGER_GPRS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                 "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
 
 
 class BugCheckHalt(Exception):
@@ -122,6 +126,7 @@ class Machine:
         self.object_types: dict[str, int] = {}  # type name -> _OBJECT_TYPE
         self.directories: dict[str, int] = {}  # namespace path -> _OBJECT_DIRECTORY
         self.verified: set[str] = set()  # modules under Driver Verifier (special pool)
+        self.verifier = DriverVerifier()  # its state in memory (machine/ex/verifier.py)
         self.devices: list = []  # machine.hal.devices.Device
         self.work_queue = 0  # the system worker threads' _KQUEUE
         self.breakpoints = Breakpoints()
@@ -212,6 +217,21 @@ class Machine:
         restored later has it too."""
         self.phys.write(physical, data)
         self.journal.append(("poke", physical, bytes(data)))
+
+    def debugger_set_register(self, processor: int, name: str, value: int) -> None:
+        """A debugger's edit of a register (kd's `r rax=5`): rax..r15, rip or efl of one
+        processor, journaled like debugger_write.  KeyError for another name."""
+        cpu = self.processors[processor].cpu
+        value &= 0xFFFFFFFFFFFFFFFF
+        if name == "rip":
+            cpu.rip = value
+        elif name == "efl":
+            cpu.rflags = value
+        elif name in DEBUGGER_GPRS:
+            cpu.regs[DEBUGGER_GPRS.index(name)] = value
+        else:
+            raise KeyError(name)
+        self.journal.append(("reg", processor, name, value))
 
     def set_breakpoint(self, address: int) -> None:
         self.journal.append(("bp+", address))

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from machine.asm import AsmError, assemble
+from machine.ex.verifier import DEFAULT_LEVEL
 from machine.ldr.loader import DataInfo, FunctionInfo, ModuleImage, link_loaded_module
 from machine.ldr.pe import SCN_CODE, SCN_DATA, Section
 from machine.machine import Machine, MachineConfig
@@ -54,7 +55,8 @@ class Scenario:
     text: str
     cpus: int = 2
     seed: int = 1
-    verifier: list[str] = field(default_factory=list)  # drivers under special pool
+    verifier: list[str] = field(default_factory=list)  # drivers under Driver Verifier
+    verifier_flags: int = DEFAULT_LEVEL  # its options (verifier /flags)
     drivers: list[DriverSpec] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
 
@@ -92,7 +94,11 @@ def parse_scenario(text: str, path: str) -> Scenario:
     s = Scenario(name=need(scen, "name", str, "scenario"),
                  title=scen.get("title", ""), path=path, text=text,
                  cpus=machine.get("cpus", 2), seed=machine.get("seed", 1),
-                 verifier=list(machine.get("verifier", [])))
+                 verifier=list(machine.get("verifier", [])),
+                 verifier_flags=machine.get("verifier_flags", DEFAULT_LEVEL))
+    if not isinstance(s.verifier_flags, int) or not 0 <= s.verifier_flags <= 0xFFFFFFFF:
+        raise ScenarioError(path, _line_of(text, "verifier_flags"), 1,
+                            "verifier_flags must be a 32-bit number")
     if not isinstance(s.cpus, int) or not 1 <= s.cpus <= 64:
         raise ScenarioError(path, _line_of(text, "cpus"), 1, "cpus must be 1..64")
     for d in data.get("driver", []):
@@ -219,6 +225,10 @@ def boot_scenario(scen: Scenario, seed: int | None = None, cpus: int | None = No
         from machine.hal.devices import install_device_memory
 
         m.verified.update(scen.verifier)
+        # Verifier settings name drivers by file name (myfault.sys), as Windows keeps them.
+        files = {d.name.lower(): d.image for d in scen.drivers}
+        m.verifier.configure(m, [files.get(n.lower(), n) for n in scen.verifier],
+                             scen.verifier_flags)
         for ev in scen.events:  # the devices' registers exist before any driver loads
             if ev.get("action") == "start_device" and ev.get("registers"):
                 install_device_memory(m, int(ev["registers"]))
@@ -226,6 +236,7 @@ def boot_scenario(scen: Scenario, seed: int | None = None, cpus: int | None = No
         base = m.layout.driver_base
         for spec in scen.drivers:
             images.append(build_driver_image(m, spec, scen, base))
+            m.verifier.driver_loaded(m, images[-1])
             base += (images[-1].size + DRIVER_IMAGE_ALIGN - 1) & ~(DRIVER_IMAGE_ALIGN - 1)
         return images
 

@@ -58,6 +58,7 @@ from machine.ex.poolcheck import (
 )
 from machine.ex.poolmemory import PoolMemory
 from machine.ex.pooltrack import PROTECTED_POOL, TRACK_TABLE_ENTRIES, TrackTable
+from machine.ex.verifier import VERIFIER_DATA
 from machine.mm.layout import RegionAllocator
 from machine.mm.physical import PAGE_SIZE
 from machine.rtl.lists import initialize_list_head, insert_head_list, remove_entry_list
@@ -85,7 +86,7 @@ POOL_DATA = (
     # Driver Verifier's special pool range (Windows keeps the same two nt variables).
     ("MmSpecialPoolStart", 8, ""),
     ("MmSpecialPoolEnd", 8, ""),
-)
+) + VERIFIER_DATA  # Driver Verifier's options, drivers and counters (verifier.py)
 SPECIAL_POOL_SIZE = 0x40000000  # the virtual range reserved for special pool
 
 
@@ -484,6 +485,7 @@ def init_pool(m) -> None:
     pool.big.create()
     pool.mem.write_u64(m.sym("nt!MmSpecialPoolStart"), pool.special.base)
     pool.mem.write_u64(m.sym("nt!MmSpecialPoolEnd"), pool.special.base + SPECIAL_POOL_SIZE)
+    m.verifier.init(m)
 
     def bug_check(bad: PoolCorruption) -> None:
         from machine.ex.routines import bug_check_running

@@ -51,8 +51,8 @@ def allocate(m, proc, pool: int, size: int, tag: int, caller: int, zero: bool):
     try:
         if proc.irql > highest_irql(pool == PAGED_POOL):
             raise bad_caller(ALLOCATE_AT_BAD_IRQL, proc.irql, pool, size)
-        if image is not None and image.name in m.verified:
-            return m.pool.allocate_special(pool, size, tag)
+        if image is not None and m.verifier.verifies(image):
+            return m.verifier.allocate(m, image, pool, size, tag, caller, zero)
         return m.pool.allocate_block(pool, size, tag, zero)
     except PoolCorruption as bad:
         yield Call(m.sym("KeBugCheckEx"), (bad.code, *bad.params), ret=BUG_CHECK_RET)
@@ -67,6 +67,7 @@ def ExFreePoolWithTag(m, proc, a):
         if proc.irql > highest_irql(paged):
             raise bad_caller(FREE_AT_BAD_IRQL, proc.irql, int(paged), a[0])
         m.pool.free_block(a[0], a[1] & 0xFFFFFFFF)
+        m.verifier.freed(m, a[0])  # a verified driver's block: its counters
     except PoolCorruption as bad:
         yield Call(m.sym("KeBugCheckEx"), (bad.code, *bad.params), ret=BUG_CHECK_RET)
     return 0

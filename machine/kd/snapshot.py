@@ -42,6 +42,7 @@ REPLAY: dict[str, str] = {
     "bp-": "clear_breakpoint",
     "break": "request_break",
     "poke": "debugger_write",
+    "reg": "debugger_set_register",
 }
 
 

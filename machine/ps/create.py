@@ -8,6 +8,8 @@ from machine.ke.threads import ProcessRec, ThreadRec
 from machine.ke.timer import initialize_timer
 from machine.mm.paging import AddressSpace
 from machine.ob.object import create_handle_table, create_object, reference
+from machine.ps.userdata import write_process_data, write_teb
+from machine.ps.usermode import user_stack_top
 from machine.rtl.lists import initialize_list_head, insert_tail_list
 from machine.types.view import Struct
 
@@ -62,8 +64,8 @@ def create_process(m, image: str, pid: int, parent_pid: int, session: int | None
         name_info = m.pool.allocate(1, 0x10, "SeOn")
         from machine.ldr.loader import write_unicode_string
 
-        write_unicode_string(m, name_info, f"\\Device\\HarddiskVolume3\\{folder}\\{image}",
-                             "SeOn")
+        image_path = f"\\Device\\HarddiskVolume3\\{folder}\\{image}"
+        write_unicode_string(m, name_info, image_path, "SeOn")
         e.set("SeAuditProcessCreationInfo.ImageFileName", name_info)
         e.set("DeviceMap", m.device_map(session))
         rec.peb = 0x000000D000000000 + (pid >> 2) * 0x1000000
@@ -71,6 +73,7 @@ def create_process(m, image: str, pid: int, parent_pid: int, session: int | None
         peb = Struct(space, "_PEB", rec.peb)
         peb.set("SessionId", session or 0)
         peb.set("ImageBaseAddress", image_base(pid))
+        write_process_data(m, space, rec.peb, image, image_path, image_base(pid))
         e.set("Peb", rec.peb)
         e.set("SectionBaseAddress", image_base(pid))
     if m.processes:
@@ -126,6 +129,7 @@ def create_thread(m, process: ProcessRec, tid: int, start: str, *, system: bool 
     if not system:
         teb = 0x000000E000000000 + tid * 0x2000
         t.set("Tcb.Teb", teb)
+        write_teb(m, process.space, teb, process.pid, tid, process.peb, user_stack_top(tid))
     insert_tail_list(m.kspace, Struct(m.kspace, "_EPROCESS", process.eprocess).addr(
         "Pcb.ThreadListHead"), t.addr("Tcb.ThreadListEntry"))
     insert_tail_list(m.kspace, Struct(m.kspace, "_EPROCESS", process.eprocess).addr(

@@ -452,7 +452,7 @@ def test_chars_enums_bitfields_and_pointer_to_pointer(types):
 
     init = 0xFFFF800000020000
     mem.map(init, 0x80)
-    for value, text in ((0x200, "0x200 ( NonPagedPoolNx )"), (1, "1 ( PagedPool )"),
+    for value, text in ((0x200, "200 ( NonPagedPoolNx )"), (1, "1 ( PagedPool )"),
                         (999, "0x3e7 (No matching name)")):
         mem.d(init + 0x24, value)
         assert render_dt(types, "nt!_OBJECT_TYPE_INITIALIZER", init, mem.read, SYMBOLS,

@@ -9,7 +9,12 @@ from tests.conftest import run
 
 def test_ascii_search_finds_every_modules_dos_stub(session):
     lines = run(session, 's -a 0 L?ffffffffffffffff "This program cannot"')
-    bases = [m.base for m in session.symbols.modules()]
+    # The current process's own images (its header pages, listed by its PEB) come first.
+    from commands.peb_teb import process_reader, read_peb
+
+    ep = session.current_process()
+    peb = read_peb(process_reader(session, ep), session.reader.field("_EPROCESS", ep, "Peb"))
+    bases = sorted(m.base for m in peb.modules) + [m.base for m in session.symbols.modules()]
     assert [line.split()[0] for line in lines] == [addr(b + 0x4E) for b in bases]
     for line in lines:
         assert line.endswith("  This program can")
