@@ -45,8 +45,9 @@ def _quoted(args: str, rest: str) -> str | None:
     out, i = [], 1
     while i < len(rest):
         c = rest[i]
-        if c == "\\" and rest[i + 1:i + 2] == '"':
-            out.append('"')
+        if c == "\\" and rest[i + 1:i + 2] in ('"', "\\"):
+            # \" is a quote and \\ a backslash in the string (`".printf \"%p\\n\", @rcx"`)
+            out.append(rest[i + 1])
             i += 2
             continue
         if c == '"':

@@ -89,8 +89,10 @@ class TimerRow:
     due: int
     periodic: bool
     dpc: int = 0
-    routine: str = ""
+    routine: str = ""  # the DPC routine's symbol (`nt!KiTimerExpirationDpc`), "" if none
     thread: int = 0
+    table_type: int = 0  # KTIMER_TABLE.TimerEntries[table_type]: 0 high precision, 1 standard
+    displacement: int = 0  # from `routine` (the whole address where it has no symbol)
 
 
 @dataclass
@@ -131,22 +133,26 @@ def interrupt_time(s) -> int:
     return s.reader.u64(s.nt("KeTickCount")) * _increment(s)
 
 
-def _timer_target(s, timer: int) -> tuple[int, str, int]:
-    """(DPC, its routine's name, waiting thread) of a timer."""
+def _timer_target(s, timer: int) -> tuple[int, str, int, int]:
+    """(DPC, its routine's symbol, displacement from it, waiting thread) of a timer."""
     r = s.reader
     dpc = r.field("_KTIMER", timer, "Dpc")
     if dpc:
         try:
             routine = r.field("_KDPC", dpc, "DeferredRoutine")
-            return dpc, s.symbols.name_for(routine) or f"0x{routine:016x}", 0
         except MemoryAccessError:
-            return dpc, "", 0
+            return dpc, "", 0, 0
+        parts = s.symbols.split_name(routine)
+        if parts is None:
+            return dpc, "", routine, 0
+        module, symbol, off = parts
+        return dpc, f"{module}!{symbol}" if symbol else module, off, 0
     head = r.field_addr("_KTIMER", timer, "Header.WaitListHead")
     first = r.u64(head)
     if first and first != head:
         block = first - r.offset("_KWAIT_BLOCK", "WaitListEntry")
-        return 0, "", r.field("_KWAIT_BLOCK", block, "Thread")
-    return 0, "", 0
+        return 0, "", 0, r.field("_KWAIT_BLOCK", block, "Thread")
+    return 0, "", 0, 0
 
 
 def _list(r, head: int) -> list[int]:
@@ -174,10 +180,10 @@ def timer_table(s, n: int) -> TimerTable:
                                 entries + (half * TIMER_LISTS + i) * entry_size, "Entry")
             for k, e in enumerate(_list(r, head)):
                 timer = e - link
-                dpc, routine, thread = _timer_target(s, timer)
+                dpc, routine, off, thread = _timer_target(s, timer)
                 out.timers.append(TimerRow(i, k == 0, timer, r.field("_KTIMER", timer, "DueTime"),
                                            bool(r.field("_KTIMER", timer, "Period")), dpc,
-                                           routine, thread))
+                                           routine, thread, half, off))
     return out
 
 
@@ -190,29 +196,46 @@ def kd_time(system_time: int | None) -> str:
             f"{t.microsecond // 1000:03}]")
 
 
-def render_timers(tables: list[TimerTable], now: int, system_now: int | None,
-                  hand: int) -> list[str]:
+TABLE_TYPES = ("High precision", "Standard")  # kd's names for TimerEntries[0] and [1]
+TIMER_HEADER = "List Timer             Interrupt Low/High Fire Time                  DPC/thread"
+
+
+def timer_target_text(row: TimerRow) -> str:
+    """The DPC/thread column: `nt!Routine (DPC @ <KDPC>)`, a displacement after it
+    (`+<address>` for a routine outside every module), or `thread <KTHREAD>`; kd ends the
+    column with a space."""
+    if row.dpc:
+        more = f"+{row.displacement:x}" if row.displacement else ""
+        return f"{row.routine} (DPC @ {fmt.hex16(row.dpc)}){more} "
+    return f"thread {fmt.hex16(row.thread)} " if row.thread else ""
+
+
+def render_timers(tables: list[TimerTable], now: int, system_now: int | None) -> list[str]:
     def wall(interrupt: int) -> str:
         return kd_time(None if system_now is None else system_now + interrupt - now)
 
     out = ["Dump system timers", "",
-           f"Interrupt time: {now & 0xFFFFFFFF:08x} {now >> 32:08x} {wall(now)}", "",
-           "List Timer    Interrupt Low/High     Fire Time              DPC/thread"]
+           f"Interrupt time: {now & 0xFFFFFFFF:08x} {now >> 32:08x} {wall(now)}"]
     total, longest, lengths = 0, 0, {}
     for t in tables:
-        out.append(f"PROCESSOR {t.processor} (nt!_KTIMER_TABLE {fmt.hex16(t.table)})")
-        for row in t.timers:
-            total += 1
-            key = (t.processor, row.list_index)
-            lengths[key] = lengths.get(key, 0) + 1
-            longest = max(longest, lengths[key])
-            index = f"{row.list_index:3}" if row.first_in_list else "   "
-            what = (f"{row.routine} (DPC @ {fmt.hex16(row.dpc)})" if row.dpc
-                    else f"thread {fmt.hex16(row.thread)}" if row.thread else "")
-            out.append(f"{index} {fmt.hex16(row.timer)} {'P' if row.periodic else ' '} "
-                       f"{row.due & 0xFFFFFFFF:08x} {row.due >> 32:08x} {wall(row.due)}  "
-                       f"{what}".rstrip())
-    out += ["", f"Total Timers: {total}, Maximum List: {longest}", f"Current Hand: {hand}"]
+        for kind, name in enumerate(TABLE_TYPES):
+            # A _KTIMER_TABLE holds two sets of lists (TimerEntries[0] and [1]), each shown
+            # under its own heading.
+            out += ["", f"PROCESSOR {t.processor} (nt!_KTIMER_TABLE {fmt.hex16(t.table)} - "
+                        f"Type {kind} - {name})", TIMER_HEADER]
+            for row in t.timers:
+                if row.table_type != kind:
+                    continue
+                total += 1
+                key = (t.processor, kind, row.list_index)
+                lengths[key] = lengths.get(key, 0) + 1
+                longest = max(longest, lengths[key])
+                index = f"{row.list_index:3}" if row.first_in_list else "   "
+                line = (f"{index} {fmt.hex16(row.timer)} {'P' if row.periodic else ' '}  "
+                        f"{row.due & 0xFFFFFFFF:08x} {row.due >> 32:08x} {wall(row.due)}")
+                target = timer_target_text(row)
+                out.append(f"{line}  {target}" if target else line)
+    out += ["", f"Total Timers: {total}, Maximum List: {longest}"]
     return out
 
 
@@ -223,6 +246,5 @@ def timer_cmd(s, args: str) -> Result:
     tables = [timer_table(s, n) for n in range(processor_count(s))]
     now = interrupt_time(s)
     system_now = shared_time(s, "SystemTime")
-    hand = now // _increment(s) % TIMER_LISTS
-    return Result(render_timers(tables, now, system_now, hand),
+    return Result(render_timers(tables, now, system_now),
                   {"interrupt_time": now, "tables": [asdict(t) for t in tables]})

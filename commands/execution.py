@@ -226,16 +226,39 @@ def pa_cmd(s, args: str) -> Result:
 
 
 _SWITCH = re.compile(r"(\d+)\s*s\s*$", re.IGNORECASE)
+_PREFIX = re.compile(r"(\d+)\s*(\S.*)$", re.DOTALL)
 
 
-@command("~", syntax="~Ns", help="Make processor N the current processor.")
+@command("~", syntax="~Ns  |  ~N command",
+         help="Make processor N the current processor (`~1s`), or run one command in "
+              "processor N's context without switching (`~1k`, `~1 r rip`).")
 def switch_cmd(s, args: str) -> Result:
-    m = _SWITCH.match(args.strip())
-    if m is None:
+    text = args.strip()
+    m = _SWITCH.match(text)
+    if m is not None:
+        n = int(m.group(1))
+        if n >= s.target.processor_count:
+            raise KdCommandError(args, 0)
+        s.switch_processor(n)
+        return Result([], {"processor": n})
+    m = _PREFIX.match(text)
+    if m is None or int(m.group(1)) >= s.target.processor_count:
         raise KdCommandError(args, 0)
-    n = int(m.group(1))
-    if n >= s.target.processor_count:
-        raise KdCommandError(args, 0)
-    s.switch_processor(n)
-    return Result([], {"processor": n})
+    return _on_processor(s, int(m.group(1)), m.group(2))
+
+
+def _on_processor(s, n: int, command_text: str) -> Result:
+    """kd's `~N<command>`: the command sees processor N's registers, thread and process;
+    the current processor and any context set with .trap/.cxr/.frame come back after."""
+    if n == s.processor:
+        return s.execute_one(command_text)
+    saved = (s.processor, s.scope, dict(s.next_dump))
+    s.processor, s.scope = n, None
+    s.next_dump.clear()
+    try:
+        return s.execute_one(command_text)
+    finally:
+        s.processor, s.scope = saved[0], saved[1]
+        s.next_dump.clear()
+        s.next_dump.update(saved[2])
 

@@ -264,6 +264,7 @@ def run_line(s, line: str) -> list[Result]:
     top = s.flow.depth == 0
     if top:
         s.flow.steps = 0
+        s.flow.interrupted = False
     log, prompt = s.log, s.prompt
     s.flow.depth += 1
     try:
@@ -291,12 +292,14 @@ def _log_line(s, log, echo: str, out: list[Result]) -> None:
         s.flow.closing.pop().close()
 
 
-def run_nested(s, text: str, extra: dict[str, str] | None = None) -> list[Result]:
+def run_nested(s, text: str, extra: dict[str, str] | None = None,
+               out: list[Result] | None = None) -> list[Result]:
     """Run command text from inside a command (`as /c`, a `.foreach` source, a script
-    line), with its own aliases expanded; the results are returned, not shown."""
+    line), with its own aliases expanded; the results are returned (and appended to
+    `out` as they come), not shown."""
     from commands.aliases import expand
 
-    out: list[Result] = []
+    out = [] if out is None else out
     if s.flow.depth >= MAX_FLOW_DEPTH:
         out.append(_failure(s, KdError("kdsim: command programs nested too deeply")))
         return out
@@ -334,6 +337,10 @@ def _run_block(s, body: str, out: list[Result], extra: dict[str, str] | None = N
 
 
 def _tick(s, out: list[Result]) -> None:
+    if s.flow.interrupted:
+        s.flow.interrupted = False
+        out.append(Result([], {"error": "interrupted"}))
+        raise _Abort
     s.flow.steps += 1
     if s.flow.steps > MAX_FLOW_STEPS:
         line = f"kdsim: command program stopped after {MAX_FLOW_STEPS} steps"
@@ -409,7 +416,50 @@ def _loop_body(s, body: str, out: list[Result], extra: dict[str, str] | None = N
     return True
 
 
+# Go commands that, with no arguments in a breakpoint's command string, resume the target.
+RESUMING = {"g": "g", "gh": "g", "gn": "g", "gc": "gc"}
+
+
+def plain_go(text: str) -> str | None:
+    """"g" or "gc" when `text` is a go with no arguments (how a breakpoint's commands
+    resume the target), else None."""
+    from commands.cmdline import split_name
+    from commands.registry import letter_commands
+
+    try:
+        ct = split_name(text, letter_commands())
+    except KdError:
+        return None
+    if ct.args.strip():
+        return None
+    return RESUMING.get(ct.name.lower())
+
+
+def run_breakpoint_commands(s, command: str) -> tuple[list[Result], str | None]:
+    """Run a breakpoint's command string as a command program (blocks, `.if`, `j`,
+    aliases); a plain go anywhere in it ends it.  Returns the results and how to
+    resume ("g", "gc" or None: stay stopped)."""
+    saved = (s.flow.resume_on_go, s.flow.resume)
+    s.flow.resume_on_go, s.flow.resume = True, None
+    out: list[Result] = []
+    try:
+        run_nested(s, command, out=out)
+    except _Quit:
+        pass
+    finally:
+        resume = s.flow.resume
+        s.flow.resume_on_go, s.flow.resume = saved
+    if any(res.data == "quit" for res in out):
+        return out, None
+    return out, resume
+
+
 def _command(s, text: str, out: list[Result], top_line: bool) -> None:
+    if s.flow.resume_on_go:
+        kind = plain_go(text)
+        if kind is not None:
+            s.flow.resume = kind
+            raise _Quit
     res = s.execute_one(text)
     out.append(res)
     if res.data == "quit":

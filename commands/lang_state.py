@@ -36,3 +36,9 @@ class FlowState:
     steps: int = 0
     depth: int = 0
     closing: list[LogFile] = field(default_factory=list)  # closed after the line is logged
+    # Set while a breakpoint's command string runs: a plain go in it (at any depth of its
+    # blocks) ends the string and asks the run that hit to resume ("g" or "gc").
+    resume_on_go: bool = False
+    resume: str | None = None
+    # Set by a Ctrl+C while a command program runs: the program stops at its next step.
+    interrupted: bool = False

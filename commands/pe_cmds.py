@@ -32,17 +32,22 @@ DIRECTORIES = ("Export", "Import", "Resource", "Exception", "Security", "Base Re
                "Debug", "Description", "Special", "Thread Storage", "Load Configuration",
                "Bound Import", "Import Address Table", "Delay Import", "COR20 Header",
                "Reserved")
-SCN_CONTENT = ((0x20, "Code"), (0x40, "Initialized Data"), (0x80, "Uninitialized Data"))
-SCN_MEMORY = ((0x02000000, "Discardable"), (0x04000000, "Not Cached"),
-              (0x08000000, "Not Paged"), (0x10000000, "Shared"))
+# Section flag words, in bit order as kd lists them (the alignment bits and the
+# read/write/execute bits are printed after them, each as one word).
+SCN_WORDS = ((0x8, "No Pad"), (0x20, "Code"), (0x40, "Initialized Data"),
+             (0x80, "Uninitialized Data"), (0x100, "Other"), (0x200, "Info"),
+             (0x800, "Remove"), (0x1000, "Communal"), (0x8000, "Far Data"),
+             (0x20000, "Purgeable or 16-Bit"), (0x40000, "Locked"), (0x80000, "Preload"),
+             (0x02000000, "Discardable"), (0x04000000, "Not Cached"),
+             (0x08000000, "Not Paged"), (0x10000000, "Shared"))
 # Read/write/execute bits (0x20000000 execute, 0x40000000 read, 0x80000000 write).
 SCN_ACCESS = {0x0: "", 0x2: "Execute Only", 0x4: "Read Only", 0x6: "Execute Read",
               0x8: "Write Only", 0xA: "Execute Write", 0xC: "Read Write",
               0xE: "Execute Read Write"}
-USAGE = ["Usage: !dh [options] address", "",
+USAGE = ["Usage: dh [options] address", "",
          "Dumps headers from an image based at address.", "", "Options:", "",
-         "   -a       Dump everything", "   -f       Dump file headers only",
-         "   -s       Dump section headers only", "   -h       Display this help"]
+         "   -a      Dump everything", "   -f      Dump file headers",
+         "   -s      Dump section headers", ""]
 
 
 def _ctime(ts: int) -> str:
@@ -53,14 +58,18 @@ def _flag_lines(value: int, table) -> list[str]:
     return [f"            {label}" for bit, label in table if value & bit]
 
 
+class NoFileHeader(ValueError):
+    """No image at the address: no MZ or PE signature."""
+
+
 def read_headers(s, base: int) -> dict:
     """The DOS/NT headers and the section table at `base`, as structured data."""
     r = s.reader
     if r.field(DOS, base, "e_magic") != 0x5A4D:
-        raise ValueError("no MZ signature")
+        raise NoFileHeader("no MZ signature")
     nt = base + r.field(DOS, base, "e_lfanew")
     if r.field(NT, nt, "Signature") != 0x4550:
-        raise ValueError("no PE signature")
+        raise NoFileHeader("no PE signature")
 
     def fh(name: str) -> int:
         return r.field(NT, nt, f"FileHeader.{name}")
@@ -147,14 +156,14 @@ def _file_lines(h: dict) -> list[str]:
     lines += _flag_lines(o["DllCharacteristics"], DLL_FLAGS)
     for (rva, size), name in zip(h["directories"], DIRECTORIES, strict=False):
         lines.append(f"{rva:8X} [{size:8X}] address [size] of {name} Directory")
-    return lines
+    return lines + [""]  # kd ends the header block with an empty line
 
 
 def _section_lines(h: dict) -> list[str]:
     lines: list[str] = []
     for i, sec in enumerate(h["sections"], 1):
         flags = sec["characteristics"]
-        lines += ["", f"SECTION HEADER #{i}", f"{sec['name']:>8} name",
+        lines += ["", f"SECTION HEADER #{i:X}", f"{sec['name']:>8} name",
                   f"{sec['virtual_size']:8X} virtual size",
                   f"{sec['virtual_address']:8X} virtual address",
                   f"{sec['raw_size']:8X} size of raw data",
@@ -164,7 +173,7 @@ def _section_lines(h: dict) -> list[str]:
                   f"{sec['relocations']:8X} number of relocations",
                   f"{sec['line_numbers']:8X} number of line numbers",
                   f"{flags:08X} flags"]
-        words = [label for bit, label in SCN_CONTENT + SCN_MEMORY if flags & bit]
+        words = [label for bit, label in SCN_WORDS if flags & bit]
         align = (flags >> 20) & 0xF
         words.append(f"{1 << (align - 1)} byte align" if align else "(no align specified)")
         access = SCN_ACCESS[(flags >> 28) & 0xE]
@@ -178,28 +187,27 @@ def _section_lines(h: dict) -> list[str]:
          help="Display the PE headers of an image loaded in memory.")
 def dh_cmd(s, args: str) -> Result:
     words = args.split()
-    opts = [w.lower() for w in words if w.startswith("-")]
-    rest = " ".join(w for w in words if not w.startswith("-"))
-    if "-h" in opts or "-?" in opts or not rest:
+    opts = [w.lower() for w in words if w.startswith(("-", "/"))]
+    rest = [w for w in words if not w.startswith(("-", "/"))]
+    # kd answers help and any switch it does not know with its usage text.
+    if any(o[1:] not in ("a", "f", "s") for o in opts) or not rest:
         return Result(USAGE, {"usage": True})
-    show = {"-f": "f", "-s": "s"}
-    kinds = {show[o] for o in opts if o in show} or {"f", "s"}
-    if "-a" in opts:
+    if len(rest) > 1:
+        return Result(["Invalid extra argument"], {"error": "Invalid extra argument"})
+    kinds = {o[1:] for o in opts if o[1:] != "a"} or {"f", "s"}
+    if "-a" in opts or "/a" in opts:
         kinds = {"f", "s"}
-    for o in opts:
-        if o not in ("-a", "-f", "-s"):
-            raise KdError(f"Unknown option '{o}'")
-    base = s.evaluate(rest)
+    base = s.evaluate(rest[0])
     try:
         headers = read_headers(s, base)
-    except (MemoryAccessError, ValueError):
+    except NoFileHeader:
+        raise KdError("No file header.") from None
+    except MemoryAccessError:
         raise KdError("Can't read file header: error == 0") from None
     lines: list[str] = []
     if "f" in kinds:
         lines += _file_lines(headers)
     if "s" in kinds:
-        if "f" in kinds:
-            lines.append("")
         lines += _section_lines(headers)
     return Result(lines, headers)
 
@@ -210,19 +218,26 @@ def lmi_cmd(s, args: str) -> Result:
     arg = args.strip()
     if not arg:
         return Result(["Usage: !lmi <module name | module base>"], {"usage": True})
+    # kd echoes the argument lower-cased, then looks it up as a module name, then as an
+    # address inside a module.
+    title = f"Loaded Module Info: [{arg.lower()}] "
     module = s.symbols.module_named(arg)
     if module is None:
-        module = s.symbols.module_at(s.evaluate(arg))
+        try:
+            module = s.symbols.module_at(s.evaluate(arg))
+        except KdError:
+            module = None
     if module is None:
-        raise KdError(f"{arg} not found")
+        missing = f"{arg.lower()} not found"
+        return Result([title, missing], {"error": missing})
     try:
         h = read_headers(s, module.base)
     except (MemoryAccessError, ValueError):
         # kd: the headers are paged out or overwritten
         raise KdError(f"Could not read image header at {module.base:016x}") from None
     f, o = h["file_header"], h["optional_header"]
-    lines = [f"Loaded Module Info: [{arg}] ",
-             f"         Module: {module.name}",
+    lines = [title,
+             f"         Module: {module.image.rsplit('.', 1)[0]}",
              f"   Base Address: {module.base:016x}",
              f"     Image Name: {module.image}",
              f"   Machine Type: {f['Machine']} ({MACHINES.get(f['Machine'], 'Unknown')})",
@@ -233,7 +248,8 @@ def lmi_cmd(s, args: str) -> Result:
              "     Image Type: MEMORY   - Image read successfully from loaded memory."]
     sym = module.symbols
     if sym is None:
-        lines.append("    Symbol Type: NONE     - PDB not found from image header.")
+        lines += ["    Symbol Type: NONE     - pdb not found from image path.",
+                  "    Load Report: no symbols loaded"]
     else:
         kind = "private symbols & lines" if sym.private else "public symbols "
         lines += ["    Symbol Type: PDB      - Symbols loaded successfully from image header.",

@@ -398,6 +398,9 @@ def process_context(s, process: int):
                if keep is not None else None)
 
 
+CURRENT = (1 << 64) - 1  # -1: the current process
+
+
 @command("!process", syntax="!process [0 | address | pid] [flags] [image]",
          help="Show processes: `0 0` lists all, an address or pid shows one; flags 1 "
               "details, 2 threads (with their waits), 4 with 2 thread details and stacks, "
@@ -411,12 +414,16 @@ def process_cmd(s, args: str) -> Result:
         flags = 3
     else:
         value, rest = s.take(args)
-        flags = 3
+        # kd's default detail: 3 for all processes or the current one (0, -1), 0xF for
+        # one process named by address or id.
+        flags = 3 if value in (0, CURRENT) else 0xF
         if rest.strip():
             flags, rest = s.take(rest)
         image = rest.strip() or None
         if value == 0:
             targets = k.process_list()
+        elif value == CURRENT:
+            targets = [s.current_process()]
         else:
             targets = [_find_process(k, value)]
     infos: list[ProcessInfo] = []

@@ -52,6 +52,14 @@ def command(*names: str, syntax: str, help: str) -> Callable[[Callable[..., Resu
     return register
 
 
+def usage(spec: CommandSpec) -> Result:
+    """What `<command> /?` and `.help <command>` print: syntax, then the help text."""
+    lines = [f"Usage: {spec.syntax}", f"  {spec.help}"]
+    if len(spec.names) > 1:
+        lines.append("  Also: " + ", ".join(spec.names[1:]))
+    return Result(lines, {"names": list(spec.names), "syntax": spec.syntax, "help": spec.help})
+
+
 def letter_commands() -> set[str]:
     """Names of standard commands (no `!` or `.` prefix), for longest-prefix matching."""
     return {n for n in COMMANDS if not n.startswith(("!", "."))}

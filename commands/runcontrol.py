@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from commands.bptable import Breakpoint
-from commands.cmdline import split_commands, split_name
+from commands.bptable import UNRESOLVED, Breakpoint
 from commands.disasm import disassemble_one
 from commands.errors import KdCommandError, KdError
-from commands.registry import letter_commands
+from commands.symbols import SymbolEngine
 from commands.target import (
     STOP_BREAK,
     STOP_BREAKPOINT,
@@ -152,8 +151,17 @@ def run_once(s, request: Request, temps: frozenset[int] = frozenset(),
     spent = 0
     while True:
         s.breakpoints.resolve(s.symbols.address_of)
-        ev = request(s.breakpoints.armed(temps), max(allowed - spent, 0))
+        load = _load_notification(s, temps)
+        extra = temps | {load} if load is not None else temps
+        ev = request(s.breakpoints.armed(extra), max(allowed - spent, 0))
         spent += ev.steps
+        if (load is not None and ev.reason == STOP_BREAKPOINT and ev.address == load
+                and s.breakpoints.hit_by(load, None) is None and spent < allowed):
+            # A driver image was loaded: read the module list again so that deferred
+            # breakpoints resolve, then go on (kd's load-image event, not shown).
+            s.symbols = SymbolEngine(s.target)
+            request, temps = _go(s), frozenset()
+            continue
         hit = None
         if ev.reason in (STOP_BREAKPOINT, STOP_DATA):
             hit = s.breakpoints.hit_by(ev.address, ev.watch)
@@ -170,6 +178,21 @@ def run_once(s, request: Request, temps: frozenset[int] = frozenset(),
         if hit is not None and hit.one_shot:
             s.breakpoints.remove(hit.id)
         return Outcome(ev, hit, stop_lines(s, ev, hit), spent)
+
+
+# nt's routine that runs a loaded driver's DriverEntry: the image is in the loaded-module
+# list when it starts, so stopping there is when kd's load-image event would come.
+LOAD_NOTIFICATION = "nt!IopLoadDriver"
+
+
+def _load_notification(s, temps: frozenset[int]) -> int | None:
+    """The address to stop at (silently) for a driver load, while a deferred breakpoint
+    waits for its module; None when none waits."""
+    if not any(b.kind == UNRESOLVED and b.enabled and s.symbols.address_of(b.expression)
+               is None for b in s.breakpoints):
+        return None
+    address = s.symbols.address_of(LOAD_NOTIFICATION)
+    return None if address is None or address in temps else address
 
 
 def _go(s) -> Request:
@@ -196,35 +219,24 @@ def run(s, request: Request, temps: frozenset[int] = frozenset()) -> tuple[list[
         # (a go keeps its break addresses; a step is issued again from the hit)
 
 
-# Go commands that, with no arguments in a breakpoint's command string, resume the target.
-RESUMING = {"g": "g", "gh": "g", "gn": "g", "gc": "gc"}
-
-
 def run_command_string(s, command: str, lines: list[str]) -> str | None:
-    """Run a breakpoint's commands (kd does not echo them).  When one of them is a plain
-    go (`g`, `gh`, `gn`, `gc`), which resumes the target, the commands after it are not
-    run and the result says how to resume: "g" (freely) or "gc" (as the run that hit)."""
+    """Run a breakpoint's commands (kd does not echo them) as a command program: `.if`,
+    `j`, blocks and aliases work as at the prompt.  A plain go (`g`, `gh`, `gn`, `gc`)
+    anywhere in it resumes the target: the commands after it are not run and the result
+    says how to resume: "g" (freely) or "gc" (as the run that hit)."""
+    from commands.flow import run_breakpoint_commands
+
     depth = getattr(s, "_bp_command_depth", 0)
     if depth >= MAX_COMMAND_DEPTH:
         return None
     s._bp_command_depth = depth + 1
     try:
-        for text in split_commands(command):
-            try:
-                ct = split_name(text, letter_commands())
-            except KdError:
-                ct = None
-            if ct is not None and ct.name.lower() in RESUMING and not ct.args.strip():
-                return RESUMING[ct.name.lower()]
-            res = s.execute_one(text)
-            lines += res.lines
-            if res.data == "quit":
-                return None
-    except KdError as exc:
-        lines.append(str(exc))
+        results, resume = run_breakpoint_commands(s, command)
     finally:
         s._bp_command_depth = depth
-    return None
+    for res in results:
+        lines += res.lines
+    return resume
 
 
 def is_step(out: Outcome) -> bool:

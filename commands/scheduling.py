@@ -143,16 +143,24 @@ def read_apc(s, apc: int) -> Apc:
                r.field(t, apc, "RundownRoutine"), r.field(t, apc, "NormalRoutine"))
 
 
-def render_apc(s, a: Apc, indent: str) -> list[str]:
-    def routine(address: int) -> str:
-        name = s.symbols.name_for(address) if address else None
-        return f"{fmt.hex16(address)} {name or '+0x0'}"
+def apc_routine(s, address: int) -> str:
+    """A routine as kdexts prints it after the address: `module!symbol+<hex displacement>`
+    (`nt!IopUserCompletion+0`); an address outside every module shows only `+<address>`."""
+    parts = s.symbols.split_name(address) if address else None
+    if parts is None:
+        return f"+{address:x}"
+    module, symbol, off = parts
+    return f"{module}!{symbol}+{off:x}" if symbol else f"{module}+{off:x}"
 
+
+def render_apc(s, a: Apc, indent: str) -> list[str]:
+    # kd prints the type and two of the routines; NormalRoutine stays in the data only.
     return [f"{indent}KAPC @ {fmt.hex16(a.address)}",
             f"{indent}  Type           {a.type:x}",
-            f"{indent}  KernelRoutine  {routine(a.kernel_routine)}",
-            f"{indent}  RundownRoutine {routine(a.rundown_routine)}",
-            f"{indent}  NormalRoutine  {routine(a.normal_routine)}"]
+            f"{indent}  KernelRoutine  {fmt.hex16(a.kernel_routine)} "
+            f"{apc_routine(s, a.kernel_routine)}",
+            f"{indent}  RundownRoutine {fmt.hex16(a.rundown_routine)} "
+            f"{apc_routine(s, a.rundown_routine)}"]
 
 
 def thread_apcs(s, et: int) -> list[tuple[int, list[int]]]:
@@ -165,20 +173,24 @@ def thread_apcs(s, et: int) -> list[tuple[int, list[int]]]:
             for mode in range(len(APC_MODES))]
 
 
-def render_thread_apcs(s, et: int) -> tuple[list[str], list[dict]]:
+def render_thread_apcs(s, et: int, alone: bool = False) -> tuple[list[str], list[dict]]:
+    """One thread's queues.  `!apc thre` (alone) prints both queue heads at the left
+    margin, empty or not; inside a process listing kd indents them and shows only queues
+    that hold APCs."""
     r = s.reader
     index = r.field("_KTHREAD", et, "ApcStateIndex")
     head = r.field_addr("_KTHREAD", et, "ApcState.ApcListHead")
     size = s.target.types.sizeof("_LIST_ENTRY")
+    pad = "" if alone else "    "
     lines, data = [], []
     for mode, apcs in thread_apcs(s, et):
-        if not apcs:
+        if not apcs and not alone:
             continue
-        lines.append(f"    Thread {fmt.hex16(et)} ApcStateIndex {index} ApcListHead "
+        lines.append(f"{pad}Thread {fmt.hex16(et)} ApcStateIndex {index} ApcListHead "
                      f"{fmt.hex16(head + mode * size)} [{APC_MODES[mode]}]")
         for apc in apcs:
             a = read_apc(s, apc)
-            lines += render_apc(s, a, "        ")
+            lines += render_apc(s, a, pad + "    ")
             data.append({"thread": et, "mode": APC_MODES[mode], **asdict(a)})
     return lines, data
 
@@ -221,7 +233,7 @@ def apc_cmd(s, args: str) -> Result:
         if kind == "proc":
             lines, data = render_process_apcs(s, k, address)
         else:
-            lines, data = render_thread_apcs(s, address)
+            lines, data = render_thread_apcs(s, address, alone=True)
         return Result(lines, data)
     address = s.evaluate(args)
     try:

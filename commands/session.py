@@ -189,7 +189,10 @@ class Session:
 
     def break_in(self) -> None:
         """Ctrl+C while a command runs a live target: the target stops before its next
-        step and the command reports the break-in.  Safe to call from a signal handler."""
+        step and the command reports the break-in; a command program (a loop, a script)
+        stops at its next statement.  Safe to call from a signal handler."""
+        if self.flow.depth > 0:
+            self.flow.interrupted = True
         request = getattr(self.target, "break_in", None)
         if request is not None:
             request()
@@ -261,6 +264,9 @@ class Session:
             if spec is None:
                 raise KdCommandError(text, 0)
             self.command_text = text
+            if ct.args.strip() in ("/?", "-?") and spec.names[0] not in ("?", "??"):
+                # `<command> /?`: its syntax and help, from the registry.
+                return registry.usage(spec)
             result = spec.handler(self, ct.args)
             remember_display(self, result)
             return result

@@ -40,6 +40,12 @@ def frame_row(s, f: Frame, args: bool, trap: bool, number: bool = True) -> str:
     return row
 
 
+def default_depth(s) -> int:
+    """The frame count `k` shows and the words `kd` dumps when none is given: `.kframes`
+    sets it (kd's default is 0n256)."""
+    return getattr(s, "stack_depth", MAX_FRAMES)
+
+
 def frames_for_context(s, regs: dict[str, int], count: int = MAX_FRAMES) -> list[Frame]:
     return walk(s.target, s.symbols, regs.get("rip", 0), regs.get("rsp", 0), count, regs)
 
@@ -77,7 +83,7 @@ def parse_k_args(s, variant: str, args: str) -> tuple[str, dict[str, int], int]:
             raise KdSyntaxError(text)
         # x64: `= StackPtr [FrameCount]`, `= StackPtr InstructionPtr FrameCount`; four
         # values are the x86-style `= BasePtr StackPtr InstructionPtr FrameCount`.
-        count = MAX_FRAMES
+        count = default_depth(s)
         if len(values) == 1:
             regs["rsp"] = values[0]
         elif len(values) == 2:
@@ -87,7 +93,7 @@ def parse_k_args(s, variant: str, args: str) -> tuple[str, dict[str, int], int]:
         else:
             regs["rbp"], regs["rsp"], regs["rip"], count = values
         return flags, regs, count
-    count = s.evaluate(text) if text else MAX_FRAMES
+    count = s.evaluate(text) if text else default_depth(s)
     return flags, regs, count
 
 
@@ -153,7 +159,7 @@ for _v, _help in K_HELP.items():
          help="Dump the raw stack from the stack pointer: one pointer-sized value a line, "
               "with its symbol.")
 def kd_cmd(s, args: str) -> Result:
-    count = s.evaluate(args) if args.strip() else DEFAULT_WORDS
+    count = s.evaluate(args) if args.strip() else getattr(s, "stack_depth", DEFAULT_WORDS)
     rsp = base_context(s).get("rsp", 0)
     lines, _ = dump(lambda a, n: s.target.read_virtual(a, n), s.symbols, "dps", rsp,
                     max(0, min(count, 0x10000)))

@@ -20,21 +20,27 @@ def symbol_path(s) -> str:
     return getattr(s, "symbol_path", "")
 
 
-def expand(path: str) -> str:
-    """kd's expanded form: a bare `srv*` element names the default cache and server."""
+def symbol_cache(s) -> str:
+    """The local symbol cache `.symfix` named (empty: the debugger's default cache)."""
+    return getattr(s, "symbol_cache", "")
+
+
+def expand(path: str, cache: str = "") -> str:
+    """kd's expanded form: a bare `srv*` element names the cache (the one `.symfix`
+    named, else the default) and the server."""
     parts = []
     for element in path.split(";"):
         low = element.strip().lower()
         if low in ("srv*", "symsrv*symsrv.dll*"):
-            parts.append(f"cache*;SRV*{SYMBOL_SERVER}")
+            parts.append(f"cache*{cache};SRV*{SYMBOL_SERVER}")
         else:
             parts.append(element.strip())
     return ";".join(p for p in parts if p)
 
 
-def _path_lines(path: str) -> list[str]:
+def _path_lines(path: str, cache: str = "") -> list[str]:
     return [f"Symbol search path is: {path or '<empty>'}",
-            f"Expanded Symbol search path is: {expand(path).lower() or '<empty>'}"]
+            f"Expanded Symbol search path is: {expand(path, cache).lower() or '<empty>'}"]
 
 
 @command(".sympath", syntax=".sympath [path]",
@@ -46,8 +52,8 @@ def sympath_cmd(s, args: str) -> Result:
         return sympath_plus_cmd(s, text[1:])
     if text:
         s.symbol_path = text
-    path = symbol_path(s)
-    return Result(_path_lines(path), {"path": path, "expanded": expand(path)})
+    path, cache = symbol_path(s), symbol_cache(s)
+    return Result(_path_lines(path, cache), {"path": path, "expanded": expand(path, cache)})
 
 
 @command(".sympath+", syntax=".sympath+ path",
@@ -57,8 +63,8 @@ def sympath_plus_cmd(s, args: str) -> Result:
     if text:
         old = symbol_path(s)
         s.symbol_path = f"{old};{text}" if old else text
-    path = symbol_path(s)
-    return Result(_path_lines(path), {"path": path, "expanded": expand(path)})
+    path, cache = symbol_path(s), symbol_cache(s)
+    return Result(_path_lines(path, cache), {"path": path, "expanded": expand(path, cache)})
 
 
 def _dots(count: int) -> list[str]:

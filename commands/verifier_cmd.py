@@ -51,6 +51,14 @@ LOGS = {4: "fault injection", 8: "IRQL transition", 0x20: "driver hang verificat
         0x40: "forced pending I/O", 0x80: "kernel pool allocate/free",
         0x100: "IRP allocate/complete/cancel", 0x200: "critical region",
         0x400: "pending I/O"}
+# The sections kd prints for flag bits 4 and 8 (alone, or after the summary when they
+# are part of a larger value): a ruled title, then the log.  The target keeps neither
+# log; kd's line for an empty fault injection log is shown, and the IRQL log's title
+# only (its entries and size would come from the target).
+RULE = "-" * 47 + " "
+FAULT_SECTION = [RULE, f"{'Fault injection trace log':<47} ", RULE, "",
+                 "Driver Verifier didn't inject any faults."]
+IRQL_SECTION = [RULE, f"{'Track irql trace log':<47} ", RULE, ""]
 
 SUMMARY_FIELDS = (("RaiseIrqls", "RaiseIrqls"), ("AcquireSpinLocks", "AcquireSpinLocks"),
                   ("Synch Executions", "SynchronizeExecutions"), ("Trims", "Trims"))
@@ -220,10 +228,11 @@ def verifier_cmd(s, args: str) -> Result:
     image = rest.strip()
     view = VerifierView(s)
     if flags in LOGS:
-        # The machine keeps none of the verifier's logs; say so rather than show one.
+        # The target keeps none of the verifier's logs: kd's section for an empty fault
+        # injection log, the IRQL log's title, and nothing for the others.
         what = LOGS[flags]
-        return Result([f"No {what} log is kept on this target."],
-                      {"flags": flags, "log": what, "entries": []})
+        lines = FAULT_SECTION if flags == 4 else IRQL_SECTION if flags == 8 else []
+        return Result(list(lines), {"flags": flags, "log": what, "entries": []})
     if " " in image:
         raise KdSyntaxError(image.split(" ", 1)[1].strip())
     level = view.field("Level")
@@ -235,5 +244,9 @@ def verifier_cmd(s, args: str) -> Result:
     lines += ["Driver Verification List", "-" * 24, ""]
     for d in drivers:
         lines += _driver_lines(d, flags)
+    if flags & 4:
+        lines += FAULT_SECTION + [""]
+    if flags & 8:
+        lines += IRQL_SECTION
     return Result(lines, {"flags": flags, "level": level, "statistics": stats,
                           "drivers": [asdict(d) for d in drivers]})

@@ -16,7 +16,9 @@ from machine.scenario import ScenarioError, builtin_scenario, load_scenario
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kdsim", description=__doc__.splitlines()[0])
     p.add_argument("scenario", nargs="?", help="scenario file (default: the built-in myfault)")
-    p.add_argument("-c", dest="commands", help="commands to run first, separated by ';'")
+    p.add_argument("-c", dest="commands",
+                   help="a command line to run first (commands separated by ';', blocks "
+                        "and .if/.for as at the prompt)")
     p.add_argument("--seed", type=int, help="override the scenario's seed")
     p.add_argument("--cpus", type=int, help="override the scenario's processor count")
     p.add_argument("--version", action="version", version=f"kdsim {VERSION}")
@@ -50,12 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         out.write(line + "\n")
     session = app.session
     if args.commands:
-        for text in args.commands.split(";"):
-            if not text.strip():
-                continue
-            out.write(f"{session.prompt}{text.strip()}\n")
-            if emit(out, session.execute(text)):
-                return 0
+        # One command line, as kd's -c runs it: echoed once, then its commands' output.
+        out.write(f"{session.prompt}{args.commands.strip()}\n")
+        if emit(out, session.execute(args.commands)):
+            return 0
     if sys.stdin.isatty() and sys.stdout.isatty():
         from kdsim.repl import repl
 

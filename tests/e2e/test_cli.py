@@ -28,7 +28,7 @@ def test_analyze_from_the_command_line():
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "use !analyze -v" in out.lower()
-    assert "0: kd> !analyze -v" in out
+    assert "0: kd> !analyze -v; q" in out
     assert "DRIVER_IRQL_NOT_LESS_OR_EQUAL (d1)" in out
     assert "myfault!MyfaultHighIrqlFault+0x" in out
     assert "PROCESS_NAME:  notmyfault64.exe" in out
@@ -75,3 +75,13 @@ def test_bad_scenario_file_names_file_line_and_column(tmp_path):
     assert res.returncode == 2
     assert f"{bad}:3:" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_dash_c_runs_one_command_line_with_blocks():
+    res = kdsim("-c", ".for (r $t0 = 0; @$t0 < 3; r $t0 = @$t0 + 1) "
+                      "{ .printf \"n=%d\\n\", @$t0 }; q")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    at = lines.index("0: kd> .for (r $t0 = 0; @$t0 < 3; r $t0 = @$t0 + 1) "
+                     "{ .printf \"n=%d\\n\", @$t0 }; q")
+    assert lines[at + 1:at + 4] == ["n=0", "n=1", "n=2"]

@@ -276,25 +276,26 @@ def _timers_in_memory(m) -> int:
 def test_timer_lists_the_timer_tables(rich):
     m, _ = rich
     out = run(session_on(m), "!timer")
-    assert out[:5] == ["Dump system timers", "", out[2], "",
-                       "List Timer    Interrupt Low/High     Fire Time              DPC/thread"]
+    assert out[:4] == ["Dump system timers", "", out[2], ""]
+    assert out[5] == ("List Timer             Interrupt Low/High Fire Time                  "
+                      "DPC/thread")
     for proc in m.processors:
         table = prcb(m, proc.number).addr("TimerTable")
-        assert f"PROCESSOR {proc.number} (nt!_KTIMER_TABLE {table:016x})" in out
+        assert (f"PROCESSOR {proc.number} (nt!_KTIMER_TABLE {table:016x} - Type 0 - "
+                "High precision)") in out
     t1 = Struct(m.kspace, "_KTIMER", m.sym("ks!Timer1"))
     t2 = Struct(m.kspace, "_KTIMER", m.sym("ks!Timer2"))
     row1 = next(line for line in out if f"{t1.address:016x}" in line)
     due = t1.get("DueTime")
-    assert row1[4:].startswith(f"{t1.address:016x} P {due & 0xFFFFFFFF:08x} {due >> 32:08x} [")
-    assert row1.endswith(f"]  ks!TimerDpcRoutine (DPC @ {m.sym('ks!TimerDpc'):016x})")
+    assert row1[4:].startswith(f"{t1.address:016x} P  {due & 0xFFFFFFFF:08x} {due >> 32:08x} [")
+    assert row1.endswith(f"]  ks!TimerDpcRoutine (DPC @ {m.sym('ks!TimerDpc'):016x}) ")
     row2 = next(line for line in out if f"{t2.address:016x}" in line)
     due = t2.get("DueTime")
-    assert row2[4:].startswith(f"{t2.address:016x}   {due & 0xFFFFFFFF:08x} {due >> 32:08x} [")
+    assert row2[4:].startswith(f"{t2.address:016x}    {due & 0xFFFFFFFF:08x} {due >> 32:08x} [")
     assert row2.endswith("]")
-    rows = [line for line in out[5:-3] if not line.startswith("PROCESSOR")]
+    rows = [line for line in out[4:-2] if line and not line.startswith(("PROCESSOR", "List "))]
     assert len(rows) == _timers_in_memory(m)
-    assert out[-3:-1] == ["", f"Total Timers: {len(rows)}, Maximum List: 1"]
-    assert out[-1].startswith("Current Hand: ")
+    assert out[-2:] == ["", f"Total Timers: {len(rows)}, Maximum List: 1"]
 
 
 def test_timer_fire_times_follow_the_clock(rich):
@@ -363,25 +364,24 @@ def test_apc_shows_a_threads_queues(rich):
     head = Struct(m.kspace, "_KTHREAD", et).addr("ApcState.ApcListHead")
     routine = m.sym("ks!KernelApcRoutine")
     out = run(s, f"!apc thre {et:x}")
+    kapc1 = [f"    KAPC @ {m.sym('ks!Apc1'):016x}", "      Type           12",
+             f"      KernelRoutine  {routine:016x} ks!KernelApcRoutine+0",
+             "      RundownRoutine 0000000000000000 +0"]
+    kapc2 = [f"    KAPC @ {m.sym('ks!Apc2'):016x}", *kapc1[1:]]
     assert out == [
-        f"    Thread {et:016x} ApcStateIndex 0 ApcListHead {head:016x} [KERNEL]",
-        f"        KAPC @ {m.sym('ks!Apc1'):016x}", "          Type           12",
-        f"          KernelRoutine  {routine:016x} ks!KernelApcRoutine",
-        "          RundownRoutine 0000000000000000 +0x0",
-        "          NormalRoutine  0000000000000000 +0x0",
-        f"    Thread {et:016x} ApcStateIndex 0 ApcListHead {head + 0x10:016x} [USER]",
-        f"        KAPC @ {m.sym('ks!Apc2'):016x}", "          Type           12",
-        f"          KernelRoutine  {routine:016x} ks!KernelApcRoutine",
-        "          RundownRoutine 0000000000000000 +0x0",
-        "          NormalRoutine  0000000000000000 +0x0"]
+        f"Thread {et:016x} ApcStateIndex 0 ApcListHead {head:016x} [KERNEL]", *kapc1,
+        f"Thread {et:016x} ApcStateIndex 0 ApcListHead {head + 0x10:016x} [USER]", *kapc2]
     every = run(s, "!apc")
     assert every[0] == "*** Enumerating APCs in all processes"
     system = next(p for p in m.processes if p.pid == 4)
     at = every.index(f"Process {system.eprocess:016x} System")
-    assert every[at + 1:at + 1 + len(out)] == out
-    assert run(s, f"!apc proc {system.eprocess:x}")[1:] == out
-    assert run(s, f"!apc {m.sym('ks!Apc1'):x}") == [line[8:] for line in out[1:6]]
-    assert run(s, f"!apc thre {ready[1].ethread:x}") == []
+    indented = ["    " + line for line in out]
+    assert every[at + 1:at + 1 + len(out)] == indented
+    assert run(s, f"!apc proc {system.eprocess:x}")[1:] == indented
+    assert run(s, f"!apc {m.sym('ks!Apc1'):x}") == [line[4:] for line in kapc1]
+    other = ready[1].ethread
+    assert [line.split(" [")[1] for line in run(s, f"!apc thre {other:x}")] == [
+        "KERNEL]", "USER]"]
     assert run(s, "!apc 10") == ["Unable to read KAPC at 0000000000000010"]
 
 

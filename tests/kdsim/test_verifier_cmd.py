@@ -130,4 +130,4 @@ def test_bad_input_gives_kd_errors(two) -> None:
     _m, s = two
     assert run(s, "!verifier zz") == ["Couldn't resolve error at 'zz'"]
     assert run(s, "!verifier 3 vfa.sys extra") == ["Syntax error at 'extra'"]
-    assert run(s, "!verifier 0x80") == ["No kernel pool allocate/free log is kept on this target."]
+    assert run(s, "!verifier 0x80") == []  # no such log on the target: kd's lines unknown
