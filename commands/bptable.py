@@ -62,12 +62,6 @@ class BreakpointTable:
     def remove(self, ident: int) -> None:
         self.items.pop(ident, None)
 
-    def code_at(self, address: int) -> Breakpoint | None:
-        return next((b for b in self if b.kind != DATA and b.address == address), None)
-
-    def same_watch(self, watch: DataWatch) -> Breakpoint | None:
-        return next((b for b in self if b.watch == watch), None)
-
     def hit_by(self, address: int, watch: DataWatch | None) -> Breakpoint | None:
         """The enabled breakpoint a stop at `address` (or on `watch`) belongs to."""
         for b in self:

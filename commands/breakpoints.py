@@ -79,7 +79,7 @@ def _given_id(s, name: str, args: str) -> tuple[int | None, str]:
     """kd's `bp[ID]`: a decimal number glued to the command name (`bp5 addr`, `ba3 w8
     addr`) or a bracketed expression (`bp[0x10] addr`).  `bp 5` has a blank before the 5:
     that is an address.  The typed command (the session keeps it) tells the two apart."""
-    typed = getattr(s, "command_text", "").strip()
+    typed = s.command_text.strip()
     glued = typed[len(name):]
     if typed[:len(name)].lower() != name or glued.lstrip() != args:
         return None, args  # not called from a typed command: no id

@@ -13,7 +13,6 @@ from commands import registry
 from commands.errors import KdSyntaxError
 from commands.registry import Result, command
 from commands.stack import default_depth
-from commands.symbol_path import symbol_path
 
 # -- .symfix ---------------------------------------------------------------------------
 
@@ -27,7 +26,7 @@ def symfix_cmd(s, args: str) -> Result:
     text = args.strip()
     append = text.startswith("+")
     cache = text[1:].strip() if append else text
-    old = symbol_path(s)
+    old = s.symbol_path
     if append and old:
         path = old if SERVER_ELEMENT in old.lower().split(";") else f"{old};{SERVER_ELEMENT}"
     else:
@@ -53,7 +52,7 @@ def prefer_dml_cmd(s, args: str) -> Result:
         if rest.strip():
             raise KdSyntaxError(rest.strip())
         s.prefer_dml = value != 0
-    on = bool(getattr(s, "prefer_dml", False))
+    on = s.prefer_dml
     return Result([_dml_line(on)], {"prefer_dml": on})
 
 
@@ -63,8 +62,8 @@ SYM_USAGE = "!sym <noisy/quiet - prompts/prompts off> - "
 
 
 def _sym_state(s) -> str:
-    mode = "noisy" if getattr(s, "symbols_noisy", False) else "quiet"
-    prompts = "on" if getattr(s, "symbol_prompts", True) else "off"
+    mode = "noisy" if s.symbols_noisy else "quiet"
+    prompts = "on" if s.symbol_prompts else "off"
     return f"{mode} mode - symbol prompts {prompts}"
 
 

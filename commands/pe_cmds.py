@@ -62,14 +62,21 @@ class NoFileHeader(ValueError):
     """No image at the address: no MZ or PE signature."""
 
 
-def read_headers(s, base: int) -> dict:
-    """The DOS/NT headers and the section table at `base`, as structured data."""
-    r = s.reader
+def nt_headers(r, base: int) -> int:
+    """The address of the IMAGE_NT_HEADERS64 of the image at `base` (read through the
+    Reader `r`, so in its address space); NoFileHeader if there is no image there."""
     if r.field(DOS, base, "e_magic") != 0x5A4D:
         raise NoFileHeader("no MZ signature")
     nt = base + r.field(DOS, base, "e_lfanew")
     if r.field(NT, nt, "Signature") != 0x4550:
         raise NoFileHeader("no PE signature")
+    return nt
+
+
+def read_headers(s, base: int) -> dict:
+    """The DOS/NT headers and the section table at `base`, as structured data."""
+    r = s.reader
+    nt = nt_headers(r, base)
 
     def fh(name: str) -> int:
         return r.field(NT, nt, f"FileHeader.{name}")

@@ -9,19 +9,12 @@ import time
 from dataclasses import dataclass, field
 
 from commands.errors import KdError
+from commands.pe_cmds import NT, NoFileHeader, nt_headers
 from commands.reader import Reader
 from commands.registry import Result, command
 from commands.target import MemoryAccessError
 
-LFANEW_OFFSET = 0x3C
-TIMESTAMP_OFFSET = 8  # IMAGE_NT_HEADERS64.FileHeader.TimeDateStamp
 MAX_MODULES = 1024
-
-
-def implicit_process(s) -> int:
-    """The EPROCESS whose address space user addresses refer to: the process `.process`
-    (or `.thread /p`) set, else the current thread's process."""
-    return s.current_process()
 
 
 def process_reader(s, eprocess: int) -> Reader:
@@ -56,9 +49,8 @@ class PebInfo:
 
 def _timestamp(r: Reader, base: int) -> int | None:
     try:
-        lfanew = r.int(base + LFANEW_OFFSET, 4)
-        return r.int(base + lfanew + TIMESTAMP_OFFSET, 4)
-    except MemoryAccessError:
+        return r.field(NT, nt_headers(r, base), "FileHeader.TimeDateStamp")
+    except (MemoryAccessError, NoFileHeader):
         return None
 
 
@@ -161,7 +153,7 @@ def _address_arg(s, args: str) -> int | None:
          help="Show a process environment block (default: the implicit process's), read "
               "in that process's address space: loader lists, modules, process parameters.")
 def peb_cmd(s, args: str) -> Result:
-    ep = implicit_process(s)
+    ep = s.current_process()
     r = process_reader(s, ep)
     peb = _address_arg(s, args)
     if peb is None:
@@ -196,7 +188,7 @@ def teb_cmd(s, args: str) -> Result:
         teb = s.reader.field("_KTHREAD", s.current_thread(), "Teb")
     if not teb:
         raise KdError("TEB NULL...")
-    r = process_reader(s, implicit_process(s))
+    r = process_reader(s, s.current_process())
     try:
         values = {label: r.field("_TEB", teb, path) for label, path in TEB_LABELS}
         pid = r.field("_TEB", teb, "ClientId.UniqueProcess")

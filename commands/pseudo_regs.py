@@ -1,5 +1,6 @@
 """kd's automatic pseudo-registers that a kernel session computes from the target
-(`$ra`, `$exentry`, `$tpid`, `$peb`, ...) and the user pseudo-registers `$t0`-`$t19`.
+(`$ip`, `$thread`, `$prcb`, `$ra`, `$exentry`, `$tpid`, `$peb`, `$bug_code`, ...) and
+the user pseudo-registers `$t0`-`$t19`.
 
 Each value is read the way kd reads it: from the current register context, the stack
 walk, the kernel image's PE header in memory, or the current thread's KTHREAD/EPROCESS.
@@ -7,6 +8,7 @@ walk, the kernel image's PE header in memory, or the current thread's KTHREAD/EP
 
 from __future__ import annotations
 
+from commands.pe_cmds import NT, nt_headers
 from commands.stackwalk import walk
 
 # `$t0`-`$t19`: session variables, 0 until set (kd's user-defined pseudo-registers).
@@ -17,8 +19,6 @@ WRITABLE = {**dict.fromkeys(TEMPS), "$ip": "rip", "$retreg": "rax", "$retreg64":
 
 PAGE_SIZE = 0x1000
 POINTER_SIZE = 8
-_E_LFANEW = 0x3C
-_ENTRY_POINT = 0x28  # IMAGE_NT_HEADERS64: Signature(4) + FileHeader(20) + 0x10 in Optional
 
 
 def pseudo_value(s, name: str) -> int | None:
@@ -26,6 +26,22 @@ def pseudo_value(s, name: str) -> int | None:
     computes no such name here."""
     if name in TEMPS:
         return s.pseudo.get(name, 0)
+    if name == "$ip":
+        return s.registers().get("rip")
+    if name in ("$sp", "$csp"):
+        return s.registers().get("rsp")
+    if name == "$thread":
+        return s.current_thread()
+    if name == "$proc":
+        return s.current_process()
+    if name == "$prcb":
+        return s.prcb()
+    if name == "$pcr":
+        return s.prcb() - s.target.types.resolve("_KPCR", "Prcb")[0]
+    if name == "$bug_code" or name.startswith("$bug_param"):
+        data = s.nt("KiBugCheckData")
+        index = 0 if name == "$bug_code" else int(name[-1])
+        return s.reader.u64(data + 8 * index)
     if name in ("$retreg", "$retreg64"):
         return s.registers().get("rax")
     if name == "$ptrsize":
@@ -38,8 +54,8 @@ def pseudo_value(s, name: str) -> int | None:
         return return_address(s)
     if name == "$exentry":
         base = s.target.kernel_base()
-        nt_headers = base + s.reader.int(base + _E_LFANEW, 4)
-        return base + s.reader.int(nt_headers + _ENTRY_POINT, 4)
+        entry = s.reader.field(NT, nt_headers(s.reader, base), "OptionalHeader.AddressOfEntryPoint")
+        return base + entry
     if name in ("$tpid", "$tid", "$peb", "$teb"):
         return _thread_value(s, name)
     return None

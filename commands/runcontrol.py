@@ -226,14 +226,14 @@ def run_command_string(s, command: str, lines: list[str]) -> str | None:
     says how to resume: "g" (freely) or "gc" (as the run that hit)."""
     from commands.flow import run_breakpoint_commands
 
-    depth = getattr(s, "_bp_command_depth", 0)
+    depth = s.bp_command_depth
     if depth >= MAX_COMMAND_DEPTH:
         return None
-    s._bp_command_depth = depth + 1
+    s.bp_command_depth = depth + 1
     try:
         results, resume = run_breakpoint_commands(s, command)
     finally:
-        s._bp_command_depth = depth
+        s.bp_command_depth = depth
     for res in results:
         lines += res.lines
     return resume

@@ -70,26 +70,15 @@ def _run_joined(s, name: str, arguments: list[str] | None = None) -> Result:
     return _combine(run_nested(s, program, extra), [], {"script": name})
 
 
-@command("$$<", syntax="$$< file", help="Run a script file's lines as typed, each echoed.")
+@command("$$<", "$<", syntax="$$< file",
+         help="Run a script file's lines as typed, each echoed.")
 def run_script_lines(s, args: str) -> Result:
     return _run_lines(s, _file_name(args))
 
 
-@command("$<", syntax="$< file", help="Run a script file's lines as typed (the file name "
-         "takes the rest of the line).")
-def run_script_lines_rest(s, args: str) -> Result:
-    return _run_lines(s, _file_name(args))
-
-
-@command("$$><", syntax="$$>< file",
+@command("$$><", "$><", syntax="$$>< file",
          help="Run a script file as one command block (its lines joined by semicolons).")
 def run_script_block(s, args: str) -> Result:
-    return _run_joined(s, _file_name(args))
-
-
-@command("$><", syntax="$>< file", help="Run a script file as one command block (the file "
-         "name takes the rest of the line).")
-def run_script_block_rest(s, args: str) -> Result:
     return _run_joined(s, _file_name(args))
 
 

@@ -83,6 +83,16 @@ class Session:
     fixed_aliases: list[str] = field(default_factory=lambda: [""] * 10)
     log: LogFile | None = None
     flow: FlowState = field(default_factory=lambda: FlowState())
+    # Debugger settings: the symbol path and cache (.sympath, .symfix), .prefer_dml,
+    # !sym's modes, and .kframes's stack depth (None: each command's own default).
+    symbol_path: str = ""
+    symbol_cache: str = ""
+    prefer_dml: bool = False
+    symbols_noisy: bool = False
+    symbol_prompts: bool = True
+    stack_depth: int | None = None
+    # How deeply breakpoint command strings are running each other (a guard).
+    bp_command_depth: int = 0
 
     def __post_init__(self) -> None:
         self.symbols = SymbolEngine(self.target)
@@ -215,23 +225,6 @@ class Session:
         return regs.get(name)
 
     def _pseudo(self, name: str) -> int | None:
-        regs = self.registers()
-        if name == "$ip":
-            return regs.get("rip")
-        if name in ("$sp", "$csp"):
-            return regs.get("rsp")
-        if name == "$thread":
-            return self.current_thread()
-        if name == "$proc":
-            return self.current_process()
-        if name == "$prcb":
-            return self.prcb()
-        if name == "$pcr":
-            return self.prcb() - self.target.types.resolve("_KPCR", "Prcb")[0]
-        if name == "$bug_code" or name.startswith("$bug_param"):
-            data = self.nt("KiBugCheckData")
-            idx = 0 if name == "$bug_code" else int(name[-1])
-            return self.reader.u64(data + 8 * idx)
         value = pseudo_value(self, name)
         return value if value is not None else self.pseudo.get(name)
 

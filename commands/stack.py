@@ -21,7 +21,6 @@ HEADER_ARGS = (" # Child-SP          RetAddr               : Args to Child"
 MEMORY_HEADER = " #   Memory  Child-SP"
 SET_CONTEXT_NOTE = "  *** Stack trace for last set context - .thread/.cxr resets it"
 FLAG_LETTERS = "bvpPcnfLM"
-DEFAULT_WORDS = 0x100  # kd's default stack depth, also the words `kd` shows
 
 
 def call_site(s, address: int) -> str:
@@ -43,7 +42,7 @@ def frame_row(s, f: Frame, args: bool, trap: bool, number: bool = True) -> str:
 def default_depth(s) -> int:
     """The frame count `k` shows and the words `kd` dumps when none is given: `.kframes`
     sets it (kd's default is 0n256)."""
-    return getattr(s, "stack_depth", MAX_FRAMES)
+    return MAX_FRAMES if s.stack_depth is None else s.stack_depth
 
 
 def frames_for_context(s, regs: dict[str, int], count: int = MAX_FRAMES) -> list[Frame]:
@@ -53,8 +52,7 @@ def frames_for_context(s, regs: dict[str, int], count: int = MAX_FRAMES) -> list
 def base_context(s) -> dict[str, int]:
     """The context stacks unwind from: a set context (.thread/.cxr/.trap), else the
     processor's registers (a `.frame` selection does not move the top of the stack)."""
-    stack_context = getattr(s, "stack_context", None)
-    return stack_context() if stack_context is not None else s.registers()
+    return s.stack_context()
 
 
 def frame_data(f: Frame, site: str) -> dict:
@@ -159,7 +157,7 @@ for _v, _help in K_HELP.items():
          help="Dump the raw stack from the stack pointer: one pointer-sized value a line, "
               "with its symbol.")
 def kd_cmd(s, args: str) -> Result:
-    count = s.evaluate(args) if args.strip() else getattr(s, "stack_depth", DEFAULT_WORDS)
+    count = s.evaluate(args) if args.strip() else default_depth(s)
     rsp = base_context(s).get("rsp", 0)
     lines, _ = dump(lambda a, n: s.target.read_virtual(a, n), s.symbols, "dps", rsp,
                     max(0, min(count, 0x10000)))

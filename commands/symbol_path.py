@@ -16,15 +16,6 @@ SYMBOL_SERVER = "https://msdl.microsoft.com/download/symbols"
 DOTS_PER_LINE = 64
 
 
-def symbol_path(s) -> str:
-    return getattr(s, "symbol_path", "")
-
-
-def symbol_cache(s) -> str:
-    """The local symbol cache `.symfix` named (empty: the debugger's default cache)."""
-    return getattr(s, "symbol_cache", "")
-
-
 def expand(path: str, cache: str = "") -> str:
     """kd's expanded form: a bare `srv*` element names the cache (the one `.symfix`
     named, else the default) and the server."""
@@ -52,7 +43,7 @@ def sympath_cmd(s, args: str) -> Result:
         return sympath_plus_cmd(s, text[1:])
     if text:
         s.symbol_path = text
-    path, cache = symbol_path(s), symbol_cache(s)
+    path, cache = s.symbol_path, s.symbol_cache
     return Result(_path_lines(path, cache), {"path": path, "expanded": expand(path, cache)})
 
 
@@ -61,9 +52,9 @@ def sympath_cmd(s, args: str) -> Result:
 def sympath_plus_cmd(s, args: str) -> Result:
     text = args.strip()
     if text:
-        old = symbol_path(s)
+        old = s.symbol_path
         s.symbol_path = f"{old};{text}" if old else text
-    path, cache = symbol_path(s), symbol_cache(s)
+    path, cache = s.symbol_path, s.symbol_cache
     return Result(_path_lines(path, cache), {"path": path, "expanded": expand(path, cache)})
 
 

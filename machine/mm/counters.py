@@ -87,17 +87,7 @@ class MemoryCounters:
 
     def _count_new_user_pages(self, rec) -> None:
         """From now on, each user page mapped where none was charges the process."""
-        space = rec.space
-        map_page = space.map_page
-
-        def counted_map_page(va: int, pfn: int, *, writable: bool = True,
-                             user: bool = False, executable: bool = False) -> None:
-            fresh = user and not space.get_pte(va) & PTE_PRESENT
-            map_page(va, pfn, writable=writable, user=user, executable=executable)
-            if fresh:
-                self._charge(rec.eprocess, 1)
-
-        space.map_page = counted_map_page
+        rec.space.on_new_user_page = lambda: self._charge(rec.eprocess, 1)
 
 
 def pool_pages(pool, paged: bool) -> int:
@@ -132,13 +122,6 @@ def install_counters(m, pool_range_size: int) -> MemoryCounters:
     mem.write_u64(m.sym("nt!MmNumberOfPhysicalPages"), PHYSICAL_PAGES)
     mem.write_u64(m.sym("nt!MmMaximumNonPagedPoolInBytes"), pool_range_size)
     mem.write_u64(m.sym("nt!MmSizeOfPagedPoolInBytes"), pool_range_size)
-    take = m.phys.alloc_frame
-
-    def alloc_frame() -> int:
-        pfn = take()
-        counters.frame_taken()
-        return pfn
-
-    m.phys.alloc_frame = alloc_frame
+    m.phys.on_frame_taken = counters.frame_taken
     counters.publish()
     return counters

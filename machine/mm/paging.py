@@ -8,6 +8,8 @@ paged-out pageable memory), as on Windows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from machine.mm.physical import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 
 PTE_PRESENT = 0x1
@@ -89,6 +91,8 @@ class AddressSpace(IntAccess):
         self.pml4_pfn = phys.alloc_frame() if pml4_pfn is None else pml4_pfn
         self._tlb: dict[int, tuple[int, int]] = {}
         self._tlb_gen = phys.pt_generation
+        # Called for each user page mapped where none was (the process's commit charge).
+        self.on_new_user_page: Callable[[], None] | None = None
 
     @property
     def cr3(self) -> int:
@@ -142,7 +146,11 @@ class AddressSpace(IntAccess):
             flags |= PTE_GLOBAL
         if not executable:
             flags |= PTE_NX
+        fresh = user and self.on_new_user_page is not None \
+            and not self.get_pte(va) & PTE_PRESENT
         self.set_pte(va, (pfn << PAGE_SHIFT) | flags)
+        if fresh:
+            self.on_new_user_page()
 
     def map_new(self, va: int, size: int, **kw: bool) -> None:
         """Map fresh zeroed frames over [va, va+size)."""

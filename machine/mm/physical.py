@@ -19,11 +19,15 @@ class PhysicalMemory:
         # Frames whose writes someone wants to hear about (decode caches over code pages).
         self.watched: set[int] = set()
         self.on_watched_write: Callable[[int], None] | None = None
+        # The memory manager's counters hear of every frame handed out.
+        self.on_frame_taken: Callable[[], None] | None = None
 
     def alloc_frame(self) -> int:
         pfn = self._next_pfn
         self._next_pfn += 1
         self.frames[pfn] = bytearray(PAGE_SIZE)
+        if self.on_frame_taken is not None:
+            self.on_frame_taken()
         return pfn
 
     def frame(self, pfn: int) -> bytearray:
