@@ -5,7 +5,9 @@ to 15, space, mnemonic left-justified to 7, space, operands (MASM syntax: `mov
 rcx,qword ptr [rax+10h]`, `sub rsp,0F0h`).  A `symbol+0xoff:` label precedes the first
 instruction and every instruction that starts a symbol.  Branch targets and RIP-relative
 operands print `nt!Sym+0x10 (fffff802`40d32306)`; unreadable memory prints `??` bytes and
-`???`.  Decoding and operand formatting are iced-x86's.
+`???`.  The current instruction (`r`, a stop) also carries a memory operand's
+`ds:<ea>=<value>` and a conditional branch's `[br=0|1]`.  Decoding and operand
+formatting are iced-x86's.
 """
 
 from __future__ import annotations
@@ -175,7 +177,8 @@ def _render(read: Reader, symbolizer: Symbolizer | None, address: int,
     mnemonic, operands = format_instruction(instr, symbolizer)
     line = _line(address, code, mnemonic, operands)
     if effective is not None and instr.code != ix.Code.INVALID:
-        note = effective_annotation(instr, read, symbolizer, effective)
+        note = (effective_annotation(instr, read, symbolizer, effective)
+                or branch_annotation(instr, effective))
         if note:
             line = f"{line} {note}"
     return line, (address + len(code)) & MASK64
@@ -339,6 +342,57 @@ def effective_annotation(instr: ix.Instruction, read: Reader, symbolizer: Symbol
         name = symbolizer.name_for(number) if (symbolizer is not None and size == 8) else None
         value = f"{{{name} ({addr(number)})}}" if name else f"{number:0{size * 2}x}"
     return f"{prefix}{addr(ea)}={value}"
+
+
+# -- conditional branches ---------------------------------------------------------------------
+
+# EFLAGS bits the condition codes test.
+_CF, _PF, _ZF, _SF, _OF = 1 << 0, 1 << 2, 1 << 6, 1 << 7, 1 << 11
+
+
+def _condition_holds(code: int, efl: int) -> bool:
+    cf, pf, zf = bool(efl & _CF), bool(efl & _PF), bool(efl & _ZF)
+    sf, of = bool(efl & _SF), bool(efl & _OF)
+    cc = ix.ConditionCode
+    holds = {
+        cc.O: of, cc.NO: not of, cc.B: cf, cc.AE: not cf, cc.E: zf, cc.NE: not zf,
+        cc.BE: cf or zf, cc.A: not (cf or zf), cc.S: sf, cc.NS: not sf, cc.P: pf,
+        cc.NP: not pf, cc.L: sf != of, cc.GE: sf == of, cc.LE: zf or sf != of,
+        cc.G: not zf and sf == of,
+    }
+    return holds[code]
+
+
+# The counter register a jrcxz-family or loop-family instruction reads, by its encoding
+# (a 0x67 prefix selects ecx in 64-bit code).
+_ECX_CODES = {ix.Code.JECXZ_REL8_64, ix.Code.LOOP_REL8_64_ECX, ix.Code.LOOPE_REL8_64_ECX,
+              ix.Code.LOOPNE_REL8_64_ECX}
+
+
+def _counter(instr: ix.Instruction, regs: Mapping[str, int]) -> int:
+    mask = 0xFFFFFFFF if instr.code in _ECX_CODES else MASK64
+    return regs.get("rcx", 0) & mask
+
+
+def branch_annotation(instr: ix.Instruction, regs: Mapping[str, int]) -> str | None:
+    """kd's `[br=1]` (taken) or `[br=0]` after a conditional branch, read from the flags
+    (and rcx for jrcxz and the loop instructions)."""
+    if instr.flow_control != ix.FlowControl.CONDITIONAL_BRANCH:
+        return None
+    efl = regs.get("efl", 0)
+    m = instr.mnemonic
+    if m in (ix.Mnemonic.JRCXZ, ix.Mnemonic.JECXZ):
+        taken = _counter(instr, regs) == 0
+    elif m in (ix.Mnemonic.LOOP, ix.Mnemonic.LOOPE, ix.Mnemonic.LOOPNE):
+        # The loop decrements the counter first and branches while it is not zero.
+        remaining = _counter(instr, regs) - 1 != 0
+        zf = bool(efl & _ZF)
+        taken = remaining and {ix.Mnemonic.LOOPE: zf, ix.Mnemonic.LOOPNE: not zf}.get(m, True)
+    elif instr.condition_code != ix.ConditionCode.NONE:
+        taken = _condition_holds(instr.condition_code, efl)
+    else:
+        return None
+    return f"[br={int(taken)}]"
 
 
 # -- flow analysis support (uf) ------------------------------------------------------------

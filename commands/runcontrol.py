@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from commands.bptable import UNRESOLVED, Breakpoint
 from commands.disasm import disassemble_one
 from commands.errors import KdCommandError, KdError
+from commands.session import sub_registers
 from commands.symbols import SymbolEngine
 from commands.target import (
     STOP_BREAK,
@@ -47,8 +48,9 @@ def require_live(s) -> None:
 
 def location_lines(s) -> list[str]:
     """`module!symbol+0xoff:` and the instruction at the current processor's rip."""
-    rip = s.target.registers(s.processor)["rip"]
-    lines, _ = disassemble_one(lambda a, n: s.target.read_virtual(a, n), s.symbols, rip)
+    regs = s.target.registers(s.processor)
+    lines, _ = disassemble_one(lambda a, n: s.target.read_virtual(a, n), s.symbols,
+                               regs["rip"], sub_registers(regs))
     return lines
 
 
