@@ -9,12 +9,14 @@ counters (nt!PoolTrackTable, `_POOL_TRACKER_TABLE`).
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import asdict, dataclass, field
 
 from commands import fmt
 from commands.errors import KdError, KdMissingExpressionError, KdSyntaxError
-from commands.io_poolscan import PoolBlock, PoolScanner, big_pages, tag_matches
-from commands.pool_tags import owning_component, tag_text, used_description
+from commands.io_poolscan import PoolBlock, PoolScanner, big_pages
+from commands.pagetable import mapped_runs
+from commands.pool_tags import pooltag_line, tag_text, used_description
 from commands.registry import Result, command
 from commands.target import MemoryAccessError
 
@@ -47,6 +49,7 @@ class PageWalk:
     bad: int | None = None
     problem: str = ""
     corrupt: tuple[int, int] | None = None
+    bad_previous: tuple[int, int] | None = None  # (found, expected) PreviousSize, in units
     single_bit: list[str] = field(default_factory=list)
 
 
@@ -130,10 +133,13 @@ class PoolView:
         end = next((q for q in range(at + UNIT, PAGE, UNIT) if self._chains_to_end(data, q)),
                    PAGE)
         w.corrupt = (w.page + start, w.page + end)
-        # Only a header whose size still chains on can be one flipped bit from right.
+        # A header whose size still chains on to the page end has only its PreviousSize
+        # wrong: kd names the field; only such a header can be one flipped bit from right.
+        intact = prev != expected and self._chains_to_end(data, at)
+        if intact:
+            w.bad_previous = (prev, expected)
         flipped = prev ^ expected
-        if (prev != expected and flipped & (flipped - 1) == 0
-                and self._chains_to_end(data, at)):
+        if intact and flipped & (flipped - 1) == 0:
             w.single_bit.append(f"[ {fmt.hex16(w.page + at)} ] previous size {prev:x} "
                                 f"should be {expected:x} (bit {flipped.bit_length() - 1})")
 
@@ -149,9 +155,13 @@ def validation_lines(w: PageWalk) -> list[str]:
     """The page's verdict and, for a damaged page, kd's analysis of it."""
     if w.bad is None:
         return [f"Pool page [ {fmt.hex16(w.page)} ] is VALID.", ""]
-    lines = [f"Pool page [ {fmt.hex16(w.page)} ] is __inVALID.", "",
+    lines = [f"Pool page [ {fmt.hex16(w.page)} ] is INVALID.", "",
              "Analyzing linked list..."]
-    if w.corrupt is not None:
+    if w.bad_previous is not None:
+        found, expected = w.bad_previous
+        lines.append(f"[ {fmt.hex16(w.bad)} ]: invalid previous size [ {found:#x} ] should be "
+                     f"[ {expected:#x} ]")
+    elif w.corrupt is not None:
         lo, hi = w.corrupt
         lines.append(f"[ {fmt.hex16(lo)} --> {fmt.hex16(hi)} (size = {hi - lo:#x} bytes)]: "
                      "Corrupt region")
@@ -163,10 +173,11 @@ def validation_lines(w: PageWalk) -> list[str]:
 
 def unreadable_lines(address: int) -> list[str]:
     a = fmt.hex16(address)
+    page = fmt.hex16(address & ~(PAGE - 1))
     return [f"{a} is not a valid large pool allocation, checking large session pool...",
             "Unable to read large session pool table (Session data is not present in mini "
             "and kernel-only dumps)",
-            f"{a} is not valid pool. Checking for freed (or corrupt) pool",
+            f"{page} is not valid pool. Checking for freed (or corrupt) pool",
             f"Address {a} could not be read. It may be a freed, invalid or paged out page"]
 
 
@@ -218,7 +229,7 @@ def pool_cmd(s, args: str) -> Result:
         lines.append(f"*{fmt.hex16(va)} : large page allocation, tag is {tag_text(key)}, "
                      f"size is {nbytes:#x} bytes")
         if not quiet:
-            lines.append(f"\t\tOwning component : {owning_component(key)}")
+            lines.append(pooltag_line(key))
         data.update(large={"va": va, "size": nbytes, "tag": tag_text(key)})
         return Result(lines, data)
     page = address & ~(PAGE - 1)
@@ -237,7 +248,7 @@ def pool_cmd(s, args: str) -> Result:
             continue
         lines.append(entry_row(e, hit))
         if hit and not quiet:
-            lines.append(f"\t\tOwning component : {owning_component(e.tag)}")
+            lines.append(pooltag_line(e.tag))
         if flags & 1:
             lines += contents_lines(s, e)
     if w.bad is not None:
@@ -267,11 +278,16 @@ def _special(s, view: PoolView, address: int, page: int, lines: list[str], data:
     prev, units, pool_type, tag = view.header(raw, 0)
     size = units * UNIT - UNIT
     block = page + PAGE - ((size + UNIT - 1) & ~(UNIT - 1))
-    e = PoolEntry(block, units * UNIT, prev * UNIT, pool_type != 0, tag)
-    lines.append(entry_row(e, True))
+    # kd's special-pool row: the page (its header), the bytes from the block to the page
+    # end, the block and the pool; the header's PoolType is 0 once the block is freed.
+    kind = {1: "(NonPaged)", 2: "(Paged)"}.get(pool_type, "(Free)")
+    lines.append(f"*{fmt.hex16(page)} size: {page + PAGE - block:4x} data: "
+                 f"{fmt.hex16(block)} {kind} *{tag_text(tag)}")
     if not quiet:
-        lines.append(f"\t\tOwning component : {owning_component(tag)}")
-    data["entries"].append({**asdict(e), "hit": True})
+        lines.append(pooltag_line(tag))
+    data["entries"].append({"header": page, "size": page + PAGE - block, "data": block,
+                            "previous": prev * UNIT, "allocated": pool_type != 0,
+                            "paged": pool_type == 2, "tag": tag, "hit": True})
     return Result(lines, data)
 
 
@@ -344,14 +360,12 @@ def read_usage(s) -> list[TagUsage]:
 
 
 def tag_filter(pattern: str):
-    """kd's tag wildcards: `?` one character, `*` the rest."""
+    """!poolused's tag string: case-sensitive, `?` one character, `*` any number; a string
+    shorter than four characters is a prefix (kd fills it out with `*`)."""
+    pattern = pattern if "*" in pattern else pattern.ljust(4, "*")
+
     def match(tag: str) -> bool:
-        for i, p in enumerate(pattern):
-            if p == "*":
-                return True
-            if i >= 4 or (p != "?" and p.lower() != tag[i].lower()):
-                return False
-        return len(pattern) >= 4 or pattern.endswith("*")
+        return fnmatch.fnmatchcase(tag, pattern)
     return match
 
 
@@ -360,10 +374,13 @@ def tag_filter(pattern: str):
               "in nonpaged and paged pool; flag 1 verbose (allocs, frees), 2 sort by "
               "nonpaged bytes, 4 by paged bytes, 8 session pool; tag may use ? and *.")
 def poolused_cmd(s, args: str) -> Result:
-    flags, rest = (s.take(args.strip()) if args.strip() else (0, ""))
-    pattern = rest.strip()
-    if " " in pattern:
-        raise KdSyntaxError(pattern.split(" ", 1)[1].strip())
+    # Flags and tag are separate words, as the extension scans them (`0 *e` is a flag and
+    # a tag, not a product).
+    words = args.split()
+    if len(words) > 2:
+        raise KdSyntaxError(" ".join(words[2:]))
+    flags = s.evaluate(words[0]) if words else 0
+    pattern = words[1] if len(words) > 1 else ""
     rows = [] if flags & 8 else read_usage(s)  # the machine has no session pool
     if not flags & 1:  # a tag with nothing outstanding shows only in the verbose listing
         rows = [u for u in rows if u.nonpaged_allocs != u.nonpaged_frees or u.nonpaged_bytes
@@ -380,14 +397,14 @@ def poolused_cmd(s, args: str) -> Result:
         rows.sort(key=lambda u: u.tag)
     lines = [f" Sorting by {sort}", ""]
     if flags & 1:
-        lines += ["               NonPaged                                         Paged",
-                  " Tag     Allocs      Frees      Diff         Used     Allocs      Frees"
-                  "      Diff         Used", ""]
+        lines += [" " * 28 + "NonPaged" + " " * 41 + "Paged",
+                  " Tag" + ("       Allocs       Frees      Diff         Used" +
+                            " " * 7 + "Allocs       Frees      Diff         Used"), ""]
         for u in rows:
             lines.append(
-                f" {u.tag:4}{u.nonpaged_allocs:>11}{u.nonpaged_frees:>11}"
+                f" {u.tag:4}{u.nonpaged_allocs:>12}{u.nonpaged_frees:>12}"
                 f"{u.nonpaged_allocs - u.nonpaged_frees:>10}{u.nonpaged_bytes:>13}"
-                f"{u.paged_allocs:>11}{u.paged_frees:>11}"
+                f"{u.paged_allocs:>13}{u.paged_frees:>12}"
                 f"{u.paged_allocs - u.paged_frees:>10}{u.paged_bytes:>13}\t{u.description}")
     else:
         lines += ["               NonPaged                  Paged",
@@ -400,13 +417,14 @@ def poolused_cmd(s, args: str) -> Result:
               sum(u.nonpaged_bytes for u in rows),
               sum(u.paged_allocs - u.paged_frees for u in rows),
               sum(u.paged_bytes for u in rows)]
+    # The TOTAL row starts in the first column, its numbers under the rows' columns.
     if flags & 1:
         frees = (sum(u.nonpaged_frees for u in rows), sum(u.paged_frees for u in rows))
         allocs = (totals[0] + frees[0], totals[2] + frees[1])
-        lines += ["", f" TOTAL{allocs[0]:>10}{frees[0]:>11}{totals[0]:>10}{totals[1]:>13}"
-                  f"{allocs[1]:>11}{frees[1]:>11}{totals[2]:>10}{totals[3]:>13}"]
+        lines += ["", f"TOTAL{allocs[0]:>12}{frees[0]:>12}{totals[0]:>10}{totals[1]:>13}"
+                  f"{allocs[1]:>13}{frees[1]:>12}{totals[2]:>10}{totals[3]:>13}"]
     else:
-        lines += ["", f" TOTAL{totals[0]:>9}{totals[1]:>13}{totals[2]:>11}{totals[3]:>13}"]
+        lines += ["", f"TOTAL{totals[0]:>10}{totals[1]:>13}{totals[2]:>11}{totals[3]:>13}"]
     return Result(lines, {"sort": sort, "rows": [asdict(u) for u in rows],
                           "total": totals})
 
@@ -414,46 +432,135 @@ def poolused_cmd(s, args: str) -> Result:
 # -- !poolfind ------------------------------------------------------------------------------
 
 
-def _find_row(header: int, size: int, previous: int, allocated: bool, tag: int) -> str:
-    state = "(Allocated)" if allocated else "(Free)"
-    return (f"{fmt.hex16(header)} size: {size:4x} previous size: {previous:4x}  "
-            f"{state:<11} {tag_text(tag)}")
+FIND_KINDS = {"-nonpaged": 0, "-paged": 1, "-special": 2}
+FIND_REGIONS = {0: ("nonpaged", "Nonpaged pool"), 1: ("paged", "Paged pool"),
+                2: ("special", "Special pool")}
 
 
-@command("!poolfind", syntax="!poolfind tag [pooltype]",
-         help="Find pool blocks with a tag (? matches any character): the big-page table, "
-              "then every present page of nonpaged (pooltype 0, default) or paged (1) "
-              "pool.")
-def poolfind_cmd(s, args: str) -> Result:
-    words = args.split()
-    if not words:
+def _find_args(s, args: str) -> tuple[str, int]:
+    """`!poolfind Tag [PoolType]` or `!poolfind [-tag] Tag [-nonpaged|-paged|-special]`:
+    the tag (quotes allow a space in it) and the pool (0 nonpaged, 1 paged, 2 special)."""
+    words = shlex_words(args)
+    pattern: str | None = None
+    kind: int | None = None
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w.lower() == "-tag":
+            if i + 1 >= len(words):
+                raise KdMissingExpressionError("")
+            pattern, i = words[i + 1], i + 2
+            continue
+        if w.lower() in FIND_KINDS:
+            kind = FIND_KINDS[w.lower()]
+        elif w.startswith("-"):
+            raise KdSyntaxError(w)
+        elif pattern is None:
+            pattern = w
+        elif kind is None:
+            kind = s.evaluate(w)
+            if kind not in FIND_REGIONS:
+                raise KdSyntaxError(w)
+        else:
+            raise KdSyntaxError(" ".join(words[i:]))
+        i += 1
+    if pattern is None:
         raise KdMissingExpressionError("")
-    pattern = words[0]
-    pool_type = s.evaluate(words[1]) if len(words) > 1 else 0
-    if len(words) > 2:
-        raise KdSyntaxError(" ".join(words[2:]))
     if len(pattern) > 4:
         raise KdSyntaxError(pattern)
-    pattern = pattern.ljust(4)
-    paged = bool(pool_type & 1)
-    scanner = PoolScanner(s)
-    big_line, range_line, start, end = scanner.scan_lines(pattern, paged)
+    return pattern.ljust(4), kind or 0
+
+
+def shlex_words(args: str) -> list[str]:
+    """Words of the argument text; a double-quoted word may hold spaces."""
+    out, word, quoted, started = [], "", False, False
+    for ch in args:
+        if ch == '"':
+            quoted, started = not quoted, True
+        elif ch.isspace() and not quoted:
+            if started:
+                out.append(word)
+            word, started = "", False
+        else:
+            word, started = word + ch, True
+    if started:
+        out.append(word)
+    return out
+
+
+def find_matches(tag: int, pattern: str) -> bool:
+    """`?` any one character (the protected-pool bit too), `*` the rest of the tag."""
+    raw = (tag & 0xFFFFFFFF).to_bytes(4, "little")
+    for i, p in enumerate(pattern):
+        if p == "*":
+            return True
+        if p != "?" and raw[i] & (0x7F if i == 3 else 0xFF) != ord(p):
+            return False
+    return True
+
+
+def _special_blocks(s, view: PoolView, start: int, end: int) -> list[PoolBlock]:
+    """Special-pool pages in use: the header at the page start, the block at its end."""
+    out = []
+    cr3 = s.target.registers(s.processor)["cr3"]
+    for lo, hi in mapped_runs(s.target.read_physical, cr3, start, end):
+        for page in range(lo & ~(PAGE - 1), hi, PAGE):
+            try:
+                raw = s.reader.read(page, UNIT)
+            except MemoryAccessError:
+                continue
+            _prev, units, pool_type, tag = view.header(raw, 0)
+            if pool_type == 0 or units == 0:
+                continue
+            size = (units * UNIT - UNIT + UNIT - 1) & ~(UNIT - 1)
+            out.append(PoolBlock(page, page + PAGE - size, size, tag, pool_type))
+    return out
+
+
+@command("!poolfind", syntax="!poolfind tag [pooltype] | !poolfind [-tag] tag "
+                              "[-nonpaged|-paged|-special]",
+         help="Find allocated pool blocks with a tag (? any character, * the rest; a short "
+              "tag is padded with spaces): the big-page table, then every present page of "
+              "nonpaged (pooltype 0, default), paged (1) or special (2) pool.  Each row is "
+              "the block's data address and size.")
+def poolfind_cmd(s, args: str) -> Result:
+    pattern, kind = _find_args(s, args)
+    key = int.from_bytes(pattern.encode("latin-1"), "little")
+    named = f"tag {key:#010x} ({pattern})"
+    word, region_text = FIND_REGIONS[kind]
+    view = PoolView(s)
+    scanner = view.scanner
+    table, count = scanner.big_table()
     big = scanner.big_blocks()
-    lines = ["", big_line, ""]
+    lines = ["", f"Scanning large pool allocation table for {named} "
+                 f"({fmt.hex16(table)} : {fmt.hex16(table + count * scanner.big_entry_size)})",
+             ""]
     found: list[dict] = []
+
+    def row(body: int, size: int, tag: int, large: bool) -> None:
+        lines.append(f"{fmt.hex16(body)} : tag {tag_text(tag)}, size {size:#9x}, "
+                     f"{region_text}")
+        found.append({"address": body, "size": size, "tag": tag_text(tag), "large": large,
+                      "pool": region_text})
+
     for b in big:
-        if tag_matches(b.tag, pattern) and (b.pool_type == 2) == paged:
-            lines.append(_find_row(b.body, b.size, 0, True, b.tag))
-            found.append({"address": b.body, "size": b.size, "tag": tag_text(b.tag),
-                          "large": True, "allocated": True})
-    lines += ["", range_line, ""]
-    previous: dict[int, int] = {}
-    for b in scanner.small_blocks(start, end, big_pages(big)):
-        prev = previous.get(b.header, 0) if b.header & (PAGE - 1) else 0
-        previous[b.header + b.size] = b.size
-        if tag_matches(b.tag, pattern):
-            lines.append(_find_row(b.header, b.size, prev, b.pool_type != 0, b.tag))
-            found.append({"address": b.header, "size": b.size, "tag": tag_text(b.tag),
-                          "large": False, "allocated": b.pool_type != 0})
+        if find_matches(b.tag, pattern) and kind < 2 and (b.pool_type == 2) == bool(kind):
+            row(b.body, b.size, b.tag, True)
+    prefix = {0: "MmNonPaged", 1: "MmPaged", 2: "MmSpecial"}[kind]
+    try:
+        start = s.reader.u64(s.nt(f"{prefix}PoolStart"))
+        end = s.reader.u64(s.nt(f"{prefix}PoolEnd"))
+    except (MemoryAccessError, KdError):
+        lines.append("")
+        return Result(lines, {"pattern": pattern, "pool": region_text, "blocks": found})
+    lines += ["", f"Searching {word} pool ({fmt.hex16(start)} : {fmt.hex16(end)}) for {named}",
+              ""]
+    if kind == 2:
+        small = _special_blocks(s, view, start, end)
+    else:
+        small = [b for b in scanner.small_blocks(start, end, big_pages(big)) if b.pool_type]
+    for b in small:
+        if find_matches(b.tag, pattern):
+            row(b.body, b.size - (b.body - b.header if kind < 2 else 0), b.tag, False)
     lines.append("")
-    return Result(lines, {"pattern": pattern, "paged": paged, "blocks": found})
+    return Result(lines, {"pattern": pattern, "pool": region_text, "blocks": found})

@@ -2,7 +2,8 @@
 an entry in nt!PoolBigPageTable, an array of `_POOL_TRACKER_BIG_PAGES` of
 nt!PoolBigPageTableSize entries (what !poolfind and !pool read for a page-aligned block).
 
-An entry holds the block's Va, its tag (Key), NumberOfBytes (whole pages) and PoolType.
+An entry holds the block's Va, its tag (Key), NumberOfBytes (the size asked for; the
+block has whole pages) and PoolType.
 An entry not in use has bit 0 of Va set; a freed block's entry keeps its address with that
 bit set until the slot is reused, which is how a second free of the same block is told
 apart from a free of an address that was never allocated.  Entries are placed by hashing

@@ -271,7 +271,7 @@ class Pool:
                       zero: bool) -> int:
         count = (size + PAGE_SIZE - 1) // PAGE_SIZE
         va = self._take_pages(region, count)
-        self._big().insert(va, tag, count * PAGE_SIZE, pool_type)
+        self._big().insert(va, tag, size, pool_type)  # the bytes asked for, as nt records
         if zero:
             self.mem.write(va, bytes(count * PAGE_SIZE))
         self._track().charge(tag, region.pageable, count * PAGE_SIZE)
@@ -382,10 +382,10 @@ class Pool:
         key = e.get("Key")
         if tag and key & ~PROTECTED_POOL != tag & ~PROTECTED_POOL:
             raise bad_caller(WRONG_TAG, address, key & ~PROTECTED_POOL, tag)
-        nbytes = e.get("NumberOfBytes")
+        pages = (e.get("NumberOfBytes") + PAGE_SIZE - 1) // PAGE_SIZE
         e.set("Va", address | FREE)
-        self._release_pages(region, address, nbytes // PAGE_SIZE)
-        self._track().credit(key, region.pageable, nbytes)
+        self._release_pages(region, address, pages)
+        self._track().credit(key, region.pageable, pages * PAGE_SIZE)
 
     def _track(self) -> TrackTable:
         assert self.tracker is not None, "init_pool has not run"

@@ -74,10 +74,14 @@ def test_pool_big_and_special_blocks(pooled) -> None:
     big = blocks["big"]
     for at in (big, big + 0x1800):
         out = run(s, f"!pool {at:x}")
-        assert out[1] == f"*{big:016x} : large page allocation, tag is BigT, size is 0x3000 bytes"
+        assert out[1] == f"*{big:016x} : large page allocation, tag is BigT, size is 0x2800 bytes"
     out = run(s, f"!pool {blocks['spc']:x}")
     assert out[0] == f"Pool page {blocks['spc']:016x} region is Special pool"
-    assert out[1].startswith(f"*{blocks['spc']:016x} size:") and out[1].endswith("*SpcT")
+    spc = blocks["spc"]
+    page = spc & ~(PAGE - 1)
+    assert out[1] == (f"*{page:016x} size: {page + PAGE - spc:4x} data: {spc:016x} (NonPaged) "
+                      "*SpcT")
+    assert out[2] == "\t\tOwning component : Unknown (update pooltag.txt)"
 
 
 def test_pool_flags(pooled) -> None:
@@ -92,11 +96,11 @@ def test_pool_flags(pooled) -> None:
 
 
 def test_poolused_counts_from_the_tracker(pooled) -> None:
-    m, s, _blocks = pooled
+    m, s, blocks = pooled
     out = run(s, "!poolused 0 Tag?")
     assert out[:4] == [" Sorting by Tag", "", "               NonPaged                  Paged",
                        " Tag     Allocs         Used     Allocs         Used"]
-    rows = {line[1:5]: line for line in out[5:] if line and not line.startswith(" TOTAL")}
+    rows = {line[1:5]: line for line in out[5:] if line and not line.startswith("TOTAL")}
     assert sorted(rows) == ["TagA", "TagB", "TagC"]  # TagF was freed: nothing left
     for tag, row in rows.items():
         e = m.pool.tracker.entry(int.from_bytes(tag.encode(), "little"))
@@ -107,26 +111,70 @@ def test_poolused_counts_from_the_tracker(pooled) -> None:
                        "pooltag.txt")
     assert rows["TagB"].split()[1] == "2"
     verbose = run(s, "!poolused 1 TagF")
-    assert verbose[5].split()[:5] == ["TagF", "1", "1", "0", "0"]
+    e = m.pool.tracker.entry(int.from_bytes(b"TagF", "little"))
+    assert verbose[2:4] == [" " * 28 + "NonPaged" + " " * 41 + "Paged",
+                            " Tag       Allocs       Frees      Diff         Used       Allocs"
+                            "       Frees      Diff         Used"]
+    assert verbose[5] == (f" TagF{1:>12}{1:>12}{0:>10}{e.get('NonPagedBytes'):>13}{0:>13}"
+                          f"{0:>12}{0:>10}{0:>13}\tUNKNOWN pooltag 'TagF', please update "
+                          "pooltag.txt")
+    assert verbose[-1] == f"TOTAL{1:>12}{1:>12}{0:>10}{e.get('NonPagedBytes'):>13}{0:>13}" \
+        f"{0:>12}{0:>10}{0:>13}"
+    # a short tag string is a prefix; `0 T*` is a flag and a tag; case counts
+    assert [line[1:5] for line in run(s, "!poolused 0 Ta")[5:-2]] == ["TagA", "TagB", "TagC"]
+    assert [line[1:5] for line in run(s, "!poolused 0 *C")[5:-2]] == ["TagC"]
+    assert run(s, "!poolused 0 tagc")[5:-2] == []
+    total = run(s, "!poolused 0 Tag?")[-1]
+    assert total.startswith("TOTAL") and total.split()[1:] == ["3", str(sum(
+        m.pool.tracker.entry(int.from_bytes(t.encode(), "little")).get("NonPagedBytes")
+        for t in ("TagA", "TagB"))), "1", str(header(m, blocks["c"])[1])]
     by_np = run(s, "!poolused 2")
-    used = [int(line.split()[2]) for line in by_np[5:] if line and not line.startswith(" TOTAL")]
+    used = [int(line.split()[2]) for line in by_np[5:] if line and not line.startswith("TOTAL")]
     assert used == sorted(used, reverse=True) and by_np[0] == " Sorting by NonPaged Pool Consumed"
+
+
+def _find_rows(out: list[str]) -> dict[int, str]:
+    return {int(line[:16], 16): line for line in out if " : tag " in line}
 
 
 def test_poolfind(pooled) -> None:
     m, s, blocks = pooled
     out = run(s, "!poolfind TagB")
-    rows = [line for line in out if line.endswith(" TagB")]
-    assert {int(r[:16], 16) for r in rows} == {blocks["b"] - 0x10, blocks["b2"] - 0x10}
-    prev, size, _, _ = header(m, blocks["b"])
-    assert f"{blocks['b'] - 0x10:016x} size: {size:4x} previous size: {prev:4x}  (Allocated) TagB" \
-        in rows
-    assert not [line for line in run(s, "!poolfind TagC") if line.endswith("TagC")]
-    assert [line for line in run(s, "!poolfind TagC 1") if line.endswith("TagC")]
+    table = s.reader.u64(m.sym("nt!PoolBigPageTable"))
+    end = table + 0x18 * s.reader.u64(m.sym("nt!PoolBigPageTableSize"))
+    assert out[:3] == ["", "Scanning large pool allocation table for tag 0x42676154 (TagB) "
+                       f"({table:016x} : {end:016x})", ""]
+    start = s.reader.u64(m.sym("nt!MmNonPagedPoolStart"))
+    end = s.reader.u64(m.sym("nt!MmNonPagedPoolEnd"))
+    assert (f"Searching nonpaged pool ({start:016x} : {end:016x}) for tag 0x42676154 (TagB)"
+            in out)
+    rows = _find_rows(out)
+    assert set(rows) == {blocks["b"], blocks["b2"]}  # data addresses
+    _prev, size, _, _ = header(m, blocks["b"])
+    assert rows[blocks["b"]] == (f"{blocks['b']:016x} : tag TagB, size {size - 0x10:#9x}, "
+                                 "Nonpaged pool")
+    assert not _find_rows(run(s, "!poolfind TagC"))
+    assert set(_find_rows(run(s, "!poolfind TagC 1"))) == {blocks["c"]}
+    assert set(_find_rows(run(s, '!poolfind -tag "TagC" -paged'))) == {blocks["c"]}
     out = run(s, "!poolfind BigT")
-    assert f"{blocks['big']:016x} size: 3000 previous size:    0  (Allocated) BigT" in out
-    assert out[1].startswith("Scanning large pool allocation table for Tag 'BigT' (")
-    assert any("(Free)" in line for line in run(s, "!poolfind TagF"))
+    assert _find_rows(out) == {blocks["big"]: f"{blocks['big']:016x} : tag BigT, size "
+                                              "   0x2800, Nonpaged pool"}
+    assert not _find_rows(run(s, "!poolfind TagF"))  # freed: only allocations are listed
+    assert set(_find_rows(run(s, "!poolfind Tag?"))) == {blocks[n] for n in ("a", "b", "b2")}
+    assert set(_find_rows(run(s, "!poolfind Ta*"))) == {blocks[n] for n in ("a", "b", "b2")}
+    assert not _find_rows(run(s, "!poolfind tagb"))  # tags are case-sensitive
+    out = run(s, "!poolfind SpcT 2")
+    assert _find_rows(out) == {blocks["spc"]: f"{blocks['spc']:016x} : tag SpcT, size "
+                                              "     0x30, Special pool"}
+
+
+def test_poolfind_pads_a_short_tag_with_spaces() -> None:
+    m = boot_probe("poolshort", {})
+    s = Session(LiveTarget(m))
+    irp = m.pool.allocate(NONPAGED_POOL, 0x40, "Irp ")
+    out = run(s, "!poolfind Irp")
+    assert "for tag 0x20707249 (Irp )" in out[1]
+    assert irp in _find_rows(out)
 
 
 def test_bad_input_gives_kd_errors(pooled) -> None:
@@ -135,6 +183,10 @@ def test_bad_input_gives_kd_errors(pooled) -> None:
     assert run(s, "!pool nosuch") == ["Couldn't resolve error at 'nosuch'"]
     assert run(s, "!poolfind") == ["Numeric expression missing from '<EOL>'"]
     assert run(s, "!poolfind Tag 0 9") == ["Syntax error at '9'"]
+    assert run(s, "!poolfind Tag 7") == ["Syntax error at '7'"]
+    assert run(s, "!poolfind TooLong") == ["Syntax error at 'TooLong'"]
+    assert run(s, "!poolfind -tag") == ["Numeric expression missing from '<EOL>'"]
+    assert run(s, "!poolfind Tag -bogus") == ["Syntax error at '-bogus'"]
     assert run(s, "!poolused 1 a b") == ["Syntax error at 'b'"]
     out = run(s, "!pool 1234")
     assert out[-1] == ("Address 0000000000001234 could not be read. It may be a freed, invalid "
@@ -159,7 +211,7 @@ def test_corrupted_page_shows_the_damage() -> None:
                                            "allocation, checking to see")
     assert f"Bad previous allocation size @{bad}, last size was 6" in out
     assert f"*** Use !poolval {a & ~0xFFF:016x} for more details." in out
-    assert f"Pool page [ {a & ~0xFFF:016x} ] is __inVALID." in out
+    assert f"Pool page [ {a & ~0xFFF:016x} ] is INVALID." in out
     # The damage runs from a's header to c's, whose chain reaches the page end again.
     assert f"[ {a - 0x10:016x} --> {c - 0x10:016x} (size = 0xc0 bytes)]: Corrupt region" in out
     val = run(s, f"!poolval {b:x}")
@@ -169,6 +221,9 @@ def test_corrupted_page_shows_the_damage() -> None:
     m.kspace.write(b - 0x10, b_header)
     m.kspace.write(c - 0x10, bytes([6 ^ 4]))
     out = run(s, f"!poolval {a:x}")
+    # c's size still chains to the page end: only its PreviousSize field is named
+    assert f"[ {c - 0x10:016x} ]: invalid previous size [ 0x2 ] should be [ 0x6 ]" in out
+    assert not [line for line in out if line.endswith("Corrupt region")]
     assert f"[ {c - 0x10:016x} ] previous size 2 should be 6 (bit 2)" in out
 
 
@@ -179,7 +234,7 @@ def test_default_machine_pool(session) -> None:
     assert out[0] == f"Pool page {proc:016x} region is Nonpaged pool"
     hit = next(line for line in out if line.startswith("*"))
     assert hit.endswith("*Proc")
-    assert out[out.index(hit) + 1] == "\t\tOwning component : Process objects , Binary: nt!ps"
+    assert out[out.index(hit) + 1] == "\t\tPooltag Proc : Process objects, Binary : nt!ps"
     # myfault's paged buffer is a big block whose page was trimmed: the table still has it.
     buf = session.reader.u64(session.symbols.address_of("myfault!PagedBuffer"))
     out = run(session, f"!pool {buf:x}")

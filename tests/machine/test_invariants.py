@@ -201,7 +201,7 @@ def check_pool(m) -> None:
             assert e.get("Va") & 0xFFF == 0 and m.pool.is_paged(e.get("Va")) == bool(pool)
             count = used.setdefault((e.get("Key"), pool), [0, 0])
             count[0] += 1
-            count[1] += e.get("NumberOfBytes")
+            count[1] += (e.get("NumberOfBytes") + 0xFFF) & ~0xFFF  # charged in whole pages
     table = m.kspace.read_u64(m.sym("nt!PoolTrackTable"))
     counted = {}
     for i in range(m.kspace.read_u64(m.sym("nt!PoolTrackTableSize"))):
