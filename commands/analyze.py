@@ -16,6 +16,7 @@ from commands.registers import register_block, trap_registers
 from commands.registry import Result, command
 from commands.stack import call_site
 from commands.stackwalk import Frame, walk
+from commands.symbols import Module, module_name
 from commands.target import MemoryAccessError
 
 MEMORY_REFERENCE_CODES = {0xA, 0xD1, 0x50}
@@ -131,6 +132,12 @@ def _culprit(s, frames: list[Frame], trap_rip: int | None):
         m = s.symbols.module_at(ip)
         if m is not None and m.name not in ("nt", "hal"):
             return m, ip
+    for ip in candidates:
+        gone = s.symbols.unloaded_at(ip)
+        if gone is not None:
+            # code of a driver unloaded since: it is to blame, by its image name
+            return Module(module_name(gone.image), gone.image, "", gone.base,
+                          gone.end - gone.base, 0, 0, None), ip
     for ip in candidates:
         m = s.symbols.module_at(ip)
         if m is not None:

@@ -138,4 +138,12 @@ def lm_cmd(s, args: str) -> Result:
                      "timestamp": m.timestamp, "checksum": m.checksum, "size": m.size})
         if opts.verbose:
             lines += _verbose_lines(m)
+    if opts.name_pattern is None and opts.address is None:
+        gone = s.symbols.unloaded()
+        if gone:
+            # kd lists nt's record of unloaded drivers after the loaded ones
+            lines += ["", "Unloaded modules:"]
+            lines += [f"{fmt.addr(u.base)} {fmt.addr(u.end)}   {u.image}" for u in gone]
+            rows += [{"name": u.image, "start": u.base, "end": u.end, "image": u.image,
+                      "unloaded": True, "time": u.time} for u in gone]
     return Result(lines, rows)

@@ -27,6 +27,16 @@ class Module:
         return self.base + self.size
 
 
+@dataclass(frozen=True)
+class UnloadedModule:
+    """An entry of nt!MmUnloadedDrivers: a driver image that was unloaded."""
+
+    image: str
+    base: int
+    end: int
+    time: int  # interrupt time of the unload (100 ns units)
+
+
 def module_name(image: str) -> str:
     if image.lower() in NT_IMAGES:
         return "nt"
@@ -37,6 +47,7 @@ class SymbolEngine:
     def __init__(self, target: Target) -> None:
         self.target = target
         self._modules: list[Module] | None = None
+        self._unloaded: list[UnloadedModule] | None = None
 
     def nt_symbols(self) -> SymbolFile | None:
         for image in NT_IMAGES:
@@ -70,6 +81,37 @@ class SymbolEngine:
         self._modules = mods
         return mods
 
+    def unloaded(self) -> list[UnloadedModule]:
+        """nt's record of unloaded drivers (nt!MmUnloadedDrivers, the first
+        nt!MmLastUnloadedDriver entries), oldest first; empty when there is none."""
+        if self._unloaded is not None:
+            return self._unloaded
+        out: list[UnloadedModule] = []
+        nt = self.nt_symbols()
+        if nt is not None and nt.lookup("MmUnloadedDrivers") is not None:
+            base = self.target.kernel_base()
+            r = Reader(self.target)
+            t = "_UNLOADED_DRIVERS"
+            try:
+                array = r.u64(base + nt.lookup("MmUnloadedDrivers"))
+                count = r.int(base + nt.lookup("MmLastUnloadedDriver"), 4)
+                size = self.target.types.sizeof(t)
+                for i in range(min(count, 50) if array else 0):
+                    entry = array + i * size
+                    out.append(UnloadedModule(
+                        r.unicode_string(r.field_addr(t, entry, "Name")),
+                        r.field(t, entry, "StartAddress"), r.field(t, entry, "EndAddress"),
+                        r.u64(r.field_addr(t, entry, "CurrentTime"))))
+            except MemoryAccessError:
+                pass
+        self._unloaded = out
+        return out
+
+    def unloaded_at(self, address: int) -> UnloadedModule | None:
+        """The most recent unloaded image whose range held address."""
+        return next((u for u in reversed(self.unloaded()) if u.base <= address < u.end),
+                    None)
+
     def module_at(self, address: int) -> Module | None:
         for m in self.modules():
             if m.base <= address < m.end:
@@ -85,10 +127,13 @@ class SymbolEngine:
 
     def name_for(self, address: int) -> str | None:
         """kd's symbolic form of an address: `nt!KeBugCheckEx+0x10`, `nt!KeBugCheckEx`,
-        `myfault+0x12d0` (no symbols), or None outside every module."""
+        `myfault+0x12d0` (no symbols), `<Unloaded_foo.sys>+0x1090` in an unloaded driver,
+        or None outside every module."""
         parts = self.split_name(address)
         if parts is None:
-            return None
+            gone = self.unloaded_at(address)
+            # kd's name for an address in a driver that has been unloaded
+            return f"<Unloaded_{gone.image}>+0x{address - gone.base:x}" if gone else None
         module, symbol, off = parts
         name = f"{module}!{symbol}" if symbol else module
         return f"{name}+0x{off:x}" if off else name

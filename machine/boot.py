@@ -8,6 +8,7 @@ import random
 from machine import routines as _routines  # noqa: F401  (fills the native registry)
 from machine.ex.pool import POOL_DATA, init_pool
 from machine.ex.worker import create_work_queue
+from machine.io.unload import UNLOAD_DATA
 from machine.ke.clock import init_watchdogs, publish_time
 from machine.ke.idt import build_idt
 from machine.ke.interrupt import install_thunks
@@ -91,7 +92,9 @@ def build_kernel(config: MachineConfig) -> Machine:
     nt = build_native_image(m, "nt", "ntoskrnl.exe", "ntkrnlmp.pdb", lay.nt_base, NT_SIZE,
                             "\\SystemRoot\\system32\\ntoskrnl.exe", NT_TEXT_RVA, "nt")
     nt.timestamp = NT_TIMESTAMP
-    add_data_symbols(m, nt, NT_DATA_RVA, NT_DATA + POOL_DATA + VERSION_DATA + MM_DATA)
+    # New data goes at the end, so the symbols before it keep their addresses.
+    add_data_symbols(m, nt, NT_DATA_RVA,
+                     NT_DATA + POOL_DATA + VERSION_DATA + MM_DATA + UNLOAD_DATA)
     install_counters(m, POOL_REGION_SIZE)  # the memory manager's counters, kept current
     m.kspace.write(m.sym("nt!NtBuildLab"), NT_BUILD_LAB.encode("ascii") + b"\0")
     init_pool(m)  # before the first allocation

@@ -26,6 +26,16 @@ def event_action(ev: dict, scen):
             raise ScenarioError(scen.path, _line_of(scen.text, "registers"), 1,
                                 "device registers must be at a page-aligned physical address")
         return lambda m: start_scenario_device(m, ev)
+    if kind == "unload_driver":
+        name = ev.get("driver")
+        if not isinstance(name, str) or name.lower() not in {d.name.lower()
+                                                             for d in scen.drivers}:
+            raise ScenarioError(scen.path, _line_of(scen.text, "unload_driver"), 1,
+                                f"unload_driver needs `driver` naming a driver of the "
+                                f"scenario, not {name!r}")
+        from machine.io.unload import queue_driver_unload
+
+        return lambda m: queue_driver_unload(m, name)
     raise ScenarioError(scen.path, _line_of(scen.text, f'"{kind}"'), 1,
                         f"unknown event action {kind!r}")
 

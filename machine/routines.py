@@ -30,3 +30,6 @@ from machine.ps import system_thread as _system_thread  # noqa: F401
 from machine.ps import usermode as _usermode  # noqa: F401
 
 declare_generic_handlers()
+
+# Declared after the generic handlers so that nt's earlier routines keep their addresses.
+from machine.io import unload as _unload  # noqa: E402, F401

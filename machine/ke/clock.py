@@ -19,6 +19,7 @@ from __future__ import annotations
 from machine.ke.native import Call, TrapReturn, routine
 from machine.ke.processor import CLOCK_LEVEL, DISPATCH_LEVEL, DPC_VECTOR
 from machine.ke.timer import expire_timers
+from machine.mm.paging import PageFault
 from machine.types.view import Struct
 
 WATCHDOG_SPEEDUP = 64
@@ -27,6 +28,7 @@ DPC_WATCHDOG_PERIOD = 0x1E00 // WATCHDOG_SPEEDUP
 CLOCK_TIMEOUT_TICKS = 0x10
 DPC_WATCHDOG_VIOLATION = 0x133
 CLOCK_WATCHDOG_TIMEOUT = 0x101
+DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS = 0xCE
 TRIAGE_SIGNATURE = 0xAEBECEDE  # DPC_WATCHDOG_GLOBAL_TRIAGE_BLOCK_SIGNATURE
 TRIAGE_REVISION = 1
 
@@ -119,7 +121,18 @@ def HalpTimerClockInterrupt(m, proc, frame):
     proc.clock_missed = 0
     if proc.number == 0:
         advance_tick(m)
-    expire_timers(m, proc)
+    try:
+        expire_timers(m, proc)
+    except PageFault as fault:
+        from machine.io.unload import unloaded_image_at
+
+        if unloaded_image_at(m, fault.va) is None:
+            raise
+        # A timer in the data of a driver that was unloaded without cancelling it: the
+        # timer list leads into its unmapped pages.
+        yield Call(m.sym("KeBugCheckEx"),
+                   (DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, fault.va,
+                    int(fault.write), 0, 0), ret=0x5A)
     yield Call(m.sym("KeAccumulateTicks"), (tf,), ret=0x6B)
     thread = proc.current
     # Quantum end: another thread of at least this priority is waiting to run here.

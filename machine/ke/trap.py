@@ -12,6 +12,9 @@ IRQL_NOT_LESS_OR_EQUAL = 0xA
 PAGE_FAULT_IN_NONPAGED_AREA = 0x50
 DRIVER_IRQL_NOT_LESS_OR_EQUAL = 0xD1
 DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION = 0xD6
+ATTEMPTED_WRITE_TO_READONLY_MEMORY = 0xBE
+DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS = 0xCE
+PF_PRESENT, PF_WRITE = 0x1, 0x2  # page-fault error code bits
 STATUS_ACCESS_VIOLATION = 0xC0000005
 STATUS_BREAKPOINT = 0x80000003
 STATUS_ILLEGAL_INSTRUCTION = 0xC000001D
@@ -28,7 +31,8 @@ def in_nt(m, address: int) -> bool:
 def KiPageFault(m, proc, frame):
     tf = frame.extra["tf"]
     trap = Struct(proc.cpu.mem, "_KTRAP_FRAME", tf)
-    va, write = proc.cpu.cr2, trap.get("ErrorCode") & 2
+    error = trap.get("ErrorCode")
+    va, write = proc.cpu.cr2, error & PF_WRITE
     trap.set("FaultAddress", va)
     rip = trap.get("Rip")
     from machine.mm.fault import mm_access_fault
@@ -36,7 +40,19 @@ def KiPageFault(m, proc, frame):
     if mm_access_fault(m, proc, va, bool(write)):
         yield TrapReturn(tf)
         return
-    if m.pool.is_special(va):
+    from machine.io.unload import unloaded_image_at
+
+    if unloaded_image_at(m, va) is not None:
+        # Code or data of a driver that has been unloaded: something it left queued
+        # (a timer, a DPC, a callback) still points into it.
+        code = DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS
+        params = (va, 1 if write else 0, rip, 0)
+    elif write and error & PF_PRESENT and va >= USER_SPACE_END:
+        # A write to a present kernel page without write access: code or read-only
+        # data (a driver patching its own code).  P3 is the trap frame; P4 is reserved.
+        code = ATTEMPTED_WRITE_TO_READONLY_MEMORY
+        params = (va, proc.cpu.mem.get_pte(va), tf, 0)
+    elif m.pool.is_special(va):
         # Driver Verifier's special pool: the access ran past (or before) a block.
         code = DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION
         params = (va, 1 if write else 0, rip, 0)
