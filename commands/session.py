@@ -93,6 +93,8 @@ class Session:
     stack_depth: int | None = None
     # How deeply breakpoint command strings are running each other (a guard).
     bp_command_depth: int = 0
+    # The lab being worked (commands/lab_cmds.py's LabHost), provided by the application.
+    lab: object | None = None
 
     def __post_init__(self) -> None:
         self.symbols = SymbolEngine(self.target)

@@ -9,9 +9,11 @@ from commands import fmt
 from commands.analyze import analyze
 from commands.disasm import disassemble_one
 from commands.errors import KdError
+from commands.runcontrol import BREAK_EXCEPTION, BREAK_IN_BANNER
 from commands.session import Session
 from kdsim.live import LiveTarget
-from machine.machine import Machine
+from machine.boot import BOOT_TICKS
+from machine.machine import STEPS_PER_TICK, Machine
 from machine.scenario import Scenario, boot_scenario
 
 VERSION = "0.1.0"
@@ -24,14 +26,22 @@ class App:
     target: LiveTarget
     session: Session
 
+    broke_in: bool = False  # stopped by a break-in (a lab's tick stop), not a bug check
+
     @classmethod
     def start(cls, scenario: Scenario, seed: int | None = None, cpus: int | None = None,
-              max_steps: int = 20_000_000) -> App:
+              max_steps: int = 20_000_000, ticks: int | None = None) -> App:
+        """Boot the scenario and run it: to its bug check (within max_steps), or, with
+        ticks, for that many clock ticks of its timeline and then break in."""
         m = boot_scenario(scenario, seed=seed, cpus=cpus)
-        m.run(max_steps)
+        broke_in = False
+        if ticks is None:
+            m.run(max_steps)
+        else:
+            broke_in = run_ticks_then_break(m, ticks)
         target = LiveTarget(m)
         session = Session(target, processor=target.stop_processor)
-        return cls(scenario, m, target, session)
+        return cls(scenario, m, target, session, broke_in)
 
     def banner(self) -> list[str]:
         s = self.session
@@ -53,6 +63,8 @@ class App:
                  ""]
         if self.machine.bugcheck is not None:
             lines += self.crash_banner()
+        elif self.broke_in:
+            lines += [BREAK_EXCEPTION, *BREAK_IN_BANNER]
         regs = self.target.registers(s.processor)
         code, _ = disassemble_one(lambda a, n: self.target.read_virtual(a, n), s.symbols,
                                   regs["rip"])
@@ -74,3 +86,22 @@ class App:
             lines += [f"Probably caused by : {a.image} ( {a.symbol} )", ""]
         lines += ["Followup:     MachineOwner", "---------", ""]
         return lines
+
+
+
+def run_ticks_then_break(m: Machine, ticks: int) -> bool:
+    """Run until the clock has ticked `ticks` times on the scenario's timeline (the clock
+    its events' at_tick counts from), then break in as kd's Ctrl+C does.  True when the
+    run was broken into; False when the machine bug-checked first."""
+    goal = BOOT_TICKS + ticks  # the boot schedules the timeline from BOOT_TICKS
+    # A processor that masks the clock stops the count: the run is bounded in time too.
+    limit = m.steps + (max(goal - m.tick_count, 0) + 64) * STEPS_PER_TICK
+    while m.tick_count < goal and m.steps < limit:
+        # Whole ticks while far from the goal, then small slices up to the goal tick's
+        # clock interrupt.
+        whole = goal - m.tick_count - 1
+        chunk = whole * STEPS_PER_TICK if whole > 0 else STEPS_PER_TICK // 16
+        if m.run(min(chunk, limit - m.steps)).reason == "bugcheck":
+            return False
+    m.request_break()
+    return m.run().reason != "bugcheck"

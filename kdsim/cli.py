@@ -1,5 +1,6 @@
 """`kdsim`: open a scenario's machine in the debugger, like kd on a crashed target.
 
+`kdsim lab list` and `kdsim lab start NAME` work the graded labs (docs/labs.md).
 Exit codes: 0 after `q` or end of input; 2 for a bad command line or scenario file.
 """
 
@@ -10,11 +11,15 @@ import sys
 
 from commands.registry import Result
 from kdsim.app import VERSION, App
-from machine.scenario import ScenarioError, builtin_scenario, load_scenario
+from kdsim.labs.catalog import INTRO
+from kdsim.labs.runtime import LabRuntime
+from kdsim.labs.spec import LabError, LabSpec, parse_lab
+from machine.scenario import Scenario, ScenarioError, builtin_scenario, load_scenario
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="kdsim", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="kdsim", description=__doc__.splitlines()[0],
+                                epilog="kdsim lab list | kdsim lab start NAME: graded labs")
     p.add_argument("scenario", nargs="?", help="scenario file (default: the built-in myfault)")
     p.add_argument("-c", dest="commands",
                    help="a command line to run first (commands separated by ';', blocks "
@@ -38,23 +43,45 @@ def emit(out, results: list[Result]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["lab"]:
+        from kdsim.labs.cli import lab_main
+
+        return lab_main(argv[1:])
+    args = parse_args(argv)
     try:
-        scen = load_scenario(args.scenario) if args.scenario else builtin_scenario("myfault")
+        scen = load_scenario(args.scenario) if args.scenario else builtin_scenario(INTRO)
         if args.cpus is not None and not 1 <= args.cpus <= 64:
             raise SystemExit("kdsim: --cpus must be between 1 and 64")
-        app = App.start(scen, seed=args.seed, cpus=args.cpus)
-    except ScenarioError as exc:
+        spec = parse_lab(scen.text, scen.path, INTRO if not args.scenario else scen.name)
+        if spec is None:
+            app = App.start(scen, seed=args.seed, cpus=args.cpus)
+            return interact(app.session, app.banner(), args.commands)
+        lab = start_lab(spec, scen, args.seed, args.cpus)
+    except (ScenarioError, LabError) as exc:
         print(f"kdsim: {exc}", file=sys.stderr)
         return 2
+    return interact(lab.app.session, lab.start_lines(), args.commands)
+
+
+def start_lab(spec: LabSpec, scen: Scenario, seed: int | None = None,
+              cpus: int | None = None) -> LabRuntime:
+    """Boot a lab's scenario and run it to the lab's stop; the session gets the lab."""
+    ticks = spec.stop.ticks if spec.stop.until == "ticks" else None
+    lab = LabRuntime(spec, lambda: App.start(scen, seed=seed, cpus=cpus, ticks=ticks))
+    lab.app.session.lab = lab
+    return lab
+
+
+def interact(session, start_lines: list[str], commands: str | None) -> int:
+    """Print the start-up text, run -c's command line, then the prompt or the pipe."""
     out = sys.stdout
-    for line in app.banner():
+    for line in start_lines:
         out.write(line + "\n")
-    session = app.session
-    if args.commands:
+    if commands:
         # One command line, as kd's -c runs it: echoed once, then its commands' output.
-        out.write(f"{session.prompt}{args.commands.strip()}\n")
-        if emit(out, session.execute(args.commands)):
+        out.write(f"{session.prompt}{commands.strip()}\n")
+        if emit(out, session.execute(commands)):
             return 0
     if sys.stdin.isatty() and sys.stdout.isatty():
         from kdsim.repl import repl
