@@ -35,6 +35,8 @@ class RoutineSpec:
     name: str
     code: str
     line: int  # where the code text starts in the file
+    # compiled from driver-language source: the file (line, column) of each code line
+    origins: list[tuple[int, int]] | None = None
 
 
 @dataclass
@@ -45,6 +47,7 @@ class DriverSpec:
     routines: list[RoutineSpec]
     globals: list[tuple[str, int]]
     strings: list[tuple[str, str]] = field(default_factory=list)
+    data: str = ""  # data-section assembly compiled from the driver's `source`
 
 
 @dataclass
@@ -101,21 +104,67 @@ def parse_scenario(text: str, path: str) -> Scenario:
                             "verifier_flags must be a 32-bit number")
     if not isinstance(s.cpus, int) or not 1 <= s.cpus <= 64:
         raise ScenarioError(path, _line_of(text, "cpus"), 1, "cpus must be 1..64")
+    search_from = 0  # each driver's source is looked for after the previous one's
     for d in data.get("driver", []):
         routines = []
-        for r in need(d, "routine", list, "driver"):
+        has_source = "source" in d
+        for r in (d.get("routine", []) if has_source else need(d, "routine", list, "driver")):
             code = need(r, "code", str, "driver.routine")
             routines.append(RoutineSpec(need(r, "name", str, "driver.routine"), code,
                                         _line_of(text, code)))
         globals_ = [(g["name"], int(g.get("size", 8))) for g in d.get("global", [])]
         strings = [(need(u, "name", str, "driver.string"), need(u, "value", str, "driver.string"))
                    for u in d.get("string", [])]
-        s.drivers.append(DriverSpec(need(d, "name", str, "driver"),
-                                    d.get("image", d["name"] + ".sys"),
-                                    need(d, "entry", str, "driver"), routines, globals_,
-                                    strings))
+        spec = DriverSpec(need(d, "name", str, "driver"), d.get("image", d["name"] + ".sys"),
+                          need(d, "entry", str, "driver"), routines, globals_, strings)
+        if has_source:
+            search_from = _compile_source(spec, need(d, "source", str, "driver"), text, path,
+                                          search_from)
+        s.drivers.append(spec)
     s.events = list(data.get("event", []))
     return s
+
+
+def _source_origin(text: str, source: str, start: int) -> tuple[int, int, int]:
+    """Where a driver's `source` text begins in the scenario file: (line, column, offset).
+    The whole text is found when the file holds it verbatim (a ''' string); else the
+    first of its lines that the file holds verbatim (escapes change the others)."""
+    start = max(start, text.find("source", start))  # after the key, not in a comment above
+    idx = text.find(source, start) if source.strip() else -1
+    if idx >= 0:
+        return text.count("\n", 0, idx) + 1, idx - text.rfind("\n", 0, idx), idx + 1
+    for k, line in enumerate(source.split("\n")):
+        idx = text.find(line, start) if line.strip() else -1
+        if idx >= 0:
+            column = idx - text.rfind("\n", 0, idx) if k == 0 else 1
+            return text.count("\n", 0, idx) + 1 - k, column, idx + 1
+    return 1, 1, start
+
+
+def _compile_source(spec: DriverSpec, source: str, text: str, path: str, start: int) -> int:
+    """Compile a driver's `source` into its routines and data; returns where the search
+    for the next driver's source starts."""
+    from machine.drvlang import DriverLangError, compile_driver, nt_routine_exists
+
+    line0, col0, after = _source_origin(text, source, start)
+
+    def at(line: int, column: int) -> tuple[int, int]:
+        return line0 + line - 1, column + col0 - 1 if line == 1 else column
+
+    try:
+        compiled = compile_driver(source, None, nt_routine_exists,
+                                  [r.name for r in spec.routines], dict(spec.globals),
+                                  [name for name, _ in spec.strings])
+    except DriverLangError as exc:
+        raise ScenarioError(path, *at(exc.line, exc.column), exc.message) from None
+    for r in compiled.routines:
+        spec.routines.append(RoutineSpec(r.name, r.code, at(*r.origins[0])[0],
+                                         [at(*o) for o in r.origins]))
+    if spec.entry not in {r.name for r in spec.routines}:
+        raise ScenarioError(path, _line_of(text, "entry"), 1,
+                            f"entry routine {spec.entry} is not defined")
+    spec.data = compiled.data
+    return after
 
 
 def load_scenario(path: str) -> Scenario:
@@ -152,6 +201,10 @@ def build_driver_image(m: Machine, spec: DriverSpec, scen: Scenario, base: int) 
         for first_line, r in source_lines:
             if first_line <= exc.line:
                 owner, start = r, first_line
+        index = exc.line - start - 2  # the line within the routine's code (after its label)
+        if owner.origins is not None and 0 <= index < len(owner.origins):
+            line, column = owner.origins[index]
+            return ScenarioError(scen.path, line, column, f"in {owner.name}: {exc.message}")
         return ScenarioError(scen.path, owner.line + exc.line - start - 1, exc.column,
                              f"in {spec.name}!{owner.name}: {exc.message}")
 
@@ -211,7 +264,7 @@ def data_section(spec: DriverSpec) -> str:
         lines += [f"{name}:", f"dw {2 * len(units)}, {2 * len(units) + 2}", "dd 0",
                   f"dq {name}_Buffer", f"{name}_Buffer:",
                   "dw " + ", ".join(str(u) for u in [*units, 0])]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + spec.data
 
 
 def boot_scenario(scen: Scenario, seed: int | None = None, cpus: int | None = None) -> Machine:
