@@ -117,19 +117,50 @@ class PoolScanner:
             at += units * BLOCK_UNIT
         return out
 
-    def small_blocks(self, start: int, end: int, skip: set[int]) -> Iterator[PoolBlock]:
+    def _present_pages(self, start: int, end: int) -> Iterator[int]:
         cr3 = self.s.target.registers(self.s.processor)["cr3"]
         for lo, hi in mapped_runs(self.s.target.read_physical, cr3, start, end):
-            for page in range(lo & ~(PAGE - 1), hi, PAGE):
-                if page not in skip:
-                    yield from self.page_blocks(page)
+            yield from range(lo & ~(PAGE - 1), hi, PAGE)
+
+    def small_blocks(self, start: int, end: int, skip: set[int]) -> Iterator[PoolBlock]:
+        for page in self._present_pages(start, end):
+            if page not in skip:
+                yield from self.page_blocks(page)
+
+    # -- special pool (Driver Verifier) ---------------------------------------------------
+
+    def special_block(self, page: int, header: bytes) -> PoolBlock:
+        """A special-pool page from its header (at the page start): the block ends where
+        the page ends; `size` is what lies from the block to the page end."""
+        units = self.header_field(header, 0, "BlockSize")
+        size = max(units - 1, 0) * BLOCK_UNIT  # the header's unit is not the block's
+        return PoolBlock(page, page + PAGE - size, size,
+                         self.header_field(header, 0, "PoolTag"),
+                         self.header_field(header, 0, "PoolType"))
+
+    def special_blocks(self, start: int, end: int) -> Iterator[PoolBlock]:
+        """The special-pool pages in use in [start, end)."""
+        for page in self._present_pages(start, end):
+            try:
+                header = self.r.read(page, self.header_size)
+            except MemoryAccessError:
+                continue
+            block = self.special_block(page, header)
+            if block.pool_type and block.size:
+                yield block
 
 
 def tag_matches(tag: int, pattern: str) -> bool:
-    """A four-character pattern where `?` matches any byte (the protected-pool bit of the
-    last byte too, as `Irp?` does)."""
+    """kd's tag patterns: `?` matches any one character (the protected-pool bit of the
+    last byte too, as `Irp?` does), `*` the rest of the tag; other characters match
+    themselves, the protected-pool bit aside."""
     raw = (tag & 0xFFFFFFFF).to_bytes(4, "little")
-    return all(p == "?" or raw[i] == ord(p) for i, p in enumerate(pattern[:4]))
+    for i, p in enumerate(pattern[:4]):
+        if p == "*":
+            return True
+        if p != "?" and raw[i] & (0x7F if i == 3 else 0xFF) != ord(p):
+            return False
+    return True
 
 
 def big_pages(blocks: list[PoolBlock]) -> set[int]:

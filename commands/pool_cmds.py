@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 from commands import fmt
 from commands.errors import KdError, KdMissingExpressionError, KdSyntaxError
-from commands.io_poolscan import PoolBlock, PoolScanner, big_pages
-from commands.pagetable import mapped_runs
+from commands.flow import split_arguments
+from commands.io_poolscan import PoolBlock, PoolScanner, big_pages, tag_matches
 from commands.pool_tags import pooltag_line, tag_text, used_description
 from commands.registry import Result, command
 from commands.target import MemoryAccessError
@@ -275,19 +275,18 @@ def _special(s, view: PoolView, address: int, page: int, lines: list[str], data:
         lines += unreadable_lines(address)
         data["readable"] = False
         return Result(lines, data)
-    prev, units, pool_type, tag = view.header(raw, 0)
-    size = units * UNIT - UNIT
-    block = page + PAGE - ((size + UNIT - 1) & ~(UNIT - 1))
+    b = view.scanner.special_block(page, raw)
+    prev = view.header(raw, 0)[0]
     # kd's special-pool row: the page (its header), the bytes from the block to the page
     # end, the block and the pool; the header's PoolType is 0 once the block is freed.
-    kind = {1: "(NonPaged)", 2: "(Paged)"}.get(pool_type, "(Free)")
-    lines.append(f"*{fmt.hex16(page)} size: {page + PAGE - block:4x} data: "
-                 f"{fmt.hex16(block)} {kind} *{tag_text(tag)}")
+    kind = {1: "(NonPaged)", 2: "(Paged)"}.get(b.pool_type, "(Free)")
+    lines.append(f"*{fmt.hex16(page)} size: {b.size:4x} data: "
+                 f"{fmt.hex16(b.body)} {kind} *{tag_text(b.tag)}")
     if not quiet:
-        lines.append(pooltag_line(tag))
-    data["entries"].append({"header": page, "size": page + PAGE - block, "data": block,
-                            "previous": prev * UNIT, "allocated": pool_type != 0,
-                            "paged": pool_type == 2, "tag": tag, "hit": True})
+        lines.append(pooltag_line(b.tag))
+    data["entries"].append({"header": page, "size": b.size, "data": b.body,
+                            "previous": prev * UNIT, "allocated": b.pool_type != 0,
+                            "paged": b.pool_type == 2, "tag": b.tag, "hit": True})
     return Result(lines, data)
 
 
@@ -432,15 +431,14 @@ def poolused_cmd(s, args: str) -> Result:
 # -- !poolfind ------------------------------------------------------------------------------
 
 
+# !poolfind's pool: an index into REGIONS (0 nonpaged, 1 paged, 2 special)
 FIND_KINDS = {"-nonpaged": 0, "-paged": 1, "-special": 2}
-FIND_REGIONS = {0: ("nonpaged", "Nonpaged pool"), 1: ("paged", "Paged pool"),
-                2: ("special", "Special pool")}
 
 
 def _find_args(s, args: str) -> tuple[str, int]:
     """`!poolfind Tag [PoolType]` or `!poolfind [-tag] Tag [-nonpaged|-paged|-special]`:
     the tag (quotes allow a space in it) and the pool (0 nonpaged, 1 paged, 2 special)."""
-    words = shlex_words(args)
+    words = split_arguments(args)
     pattern: str | None = None
     kind: int | None = None
     i = 0
@@ -459,7 +457,7 @@ def _find_args(s, args: str) -> tuple[str, int]:
             pattern = w
         elif kind is None:
             kind = s.evaluate(w)
-            if kind not in FIND_REGIONS:
+            if kind not in range(len(REGIONS)):
                 raise KdSyntaxError(w)
         else:
             raise KdSyntaxError(" ".join(words[i:]))
@@ -469,52 +467,6 @@ def _find_args(s, args: str) -> tuple[str, int]:
     if len(pattern) > 4:
         raise KdSyntaxError(pattern)
     return pattern.ljust(4), kind or 0
-
-
-def shlex_words(args: str) -> list[str]:
-    """Words of the argument text; a double-quoted word may hold spaces."""
-    out, word, quoted, started = [], "", False, False
-    for ch in args:
-        if ch == '"':
-            quoted, started = not quoted, True
-        elif ch.isspace() and not quoted:
-            if started:
-                out.append(word)
-            word, started = "", False
-        else:
-            word, started = word + ch, True
-    if started:
-        out.append(word)
-    return out
-
-
-def find_matches(tag: int, pattern: str) -> bool:
-    """`?` any one character (the protected-pool bit too), `*` the rest of the tag."""
-    raw = (tag & 0xFFFFFFFF).to_bytes(4, "little")
-    for i, p in enumerate(pattern):
-        if p == "*":
-            return True
-        if p != "?" and raw[i] & (0x7F if i == 3 else 0xFF) != ord(p):
-            return False
-    return True
-
-
-def _special_blocks(s, view: PoolView, start: int, end: int) -> list[PoolBlock]:
-    """Special-pool pages in use: the header at the page start, the block at its end."""
-    out = []
-    cr3 = s.target.registers(s.processor)["cr3"]
-    for lo, hi in mapped_runs(s.target.read_physical, cr3, start, end):
-        for page in range(lo & ~(PAGE - 1), hi, PAGE):
-            try:
-                raw = s.reader.read(page, UNIT)
-            except MemoryAccessError:
-                continue
-            _prev, units, pool_type, tag = view.header(raw, 0)
-            if pool_type == 0 or units == 0:
-                continue
-            size = (units * UNIT - UNIT + UNIT - 1) & ~(UNIT - 1)
-            out.append(PoolBlock(page, page + PAGE - size, size, tag, pool_type))
-    return out
 
 
 @command("!poolfind", syntax="!poolfind tag [pooltype] | !poolfind [-tag] tag "
@@ -527,7 +479,7 @@ def poolfind_cmd(s, args: str) -> Result:
     pattern, kind = _find_args(s, args)
     key = int.from_bytes(pattern.encode("latin-1"), "little")
     named = f"tag {key:#010x} ({pattern})"
-    word, region_text = FIND_REGIONS[kind]
+    region_text = REGIONS[kind][1]
     view = PoolView(s)
     scanner = view.scanner
     table, count = scanner.big_table()
@@ -544,23 +496,22 @@ def poolfind_cmd(s, args: str) -> Result:
                       "pool": region_text})
 
     for b in big:
-        if find_matches(b.tag, pattern) and kind < 2 and (b.pool_type == 2) == bool(kind):
+        if tag_matches(b.tag, pattern) and kind < 2 and (b.pool_type == 2) == bool(kind):
             row(b.body, b.size, b.tag, True)
-    prefix = {0: "MmNonPaged", 1: "MmPaged", 2: "MmSpecial"}[kind]
-    try:
-        start = s.reader.u64(s.nt(f"{prefix}PoolStart"))
-        end = s.reader.u64(s.nt(f"{prefix}PoolEnd"))
-    except (MemoryAccessError, KdError):
+    bounds = next(((lo, hi) for text, lo, hi in view.ranges() if text == region_text), None)
+    if bounds is None:  # a pool the target does not publish
         lines.append("")
         return Result(lines, {"pattern": pattern, "pool": region_text, "blocks": found})
+    start, end = bounds
+    word = region_text.split()[0].lower()
     lines += ["", f"Searching {word} pool ({fmt.hex16(start)} : {fmt.hex16(end)}) for {named}",
               ""]
     if kind == 2:
-        small = _special_blocks(s, view, start, end)
+        small = list(scanner.special_blocks(start, end))
     else:
         small = [b for b in scanner.small_blocks(start, end, big_pages(big)) if b.pool_type]
     for b in small:
-        if find_matches(b.tag, pattern):
+        if tag_matches(b.tag, pattern):
             row(b.body, b.size - (b.body - b.header if kind < 2 else 0), b.tag, False)
     lines.append("")
     return Result(lines, {"pattern": pattern, "pool": region_text, "blocks": found})

@@ -9,6 +9,7 @@ from commands.reader import Reader
 from commands.target import FunctionSymbol, MemoryAccessError, SymbolFile, Target
 
 NT_IMAGES = ("ntoskrnl.exe", "ntkrnlmp.exe", "ntkrnlpa.exe", "ntkrpamp.exe")
+MI_UNLOADED_DRIVERS = 50  # entries nt keeps in MmUnloadedDrivers
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class SymbolEngine:
                 array = r.u64(base + nt.lookup("MmUnloadedDrivers"))
                 count = r.int(base + nt.lookup("MmLastUnloadedDriver"), 4)
                 size = self.target.types.sizeof(t)
-                for i in range(min(count, 50) if array else 0):
+                for i in range(min(count, MI_UNLOADED_DRIVERS) if array else 0):
                     entry = array + i * size
                     out.append(UnloadedModule(
                         r.unicode_string(r.field_addr(t, entry, "Name")),

@@ -129,7 +129,6 @@ class Machine:
         self.verifier = DriverVerifier()  # its state in memory (machine/ex/verifier.py)
         self.devices: list = []  # machine.hal.devices.Device
         self.work_queue = 0  # the system worker threads' _KQUEUE
-        self.unloaded_images: list = []  # machine.io.unload.UnloadedImage
         self.breakpoints = Breakpoints()
         self.data_breakpoints = DataBreakpoints()
         # The processor whose step is running (kernel code called from Python, such as

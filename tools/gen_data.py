@@ -2,8 +2,9 @@
 
 Usage: python tools/gen_data.py FACTS_DIR
 
-FACTS_DIR holds layouts-win10-x64.json, bugcheck-codes.tsv, bugcheck-subcodes.tsv and
-ntstatus.tsv.  The outputs are committed; nothing at run time reads FACTS_DIR.
+FACTS_DIR holds layouts-win10-x64.json, bugcheck-codes.tsv, bugcheck-subcodes.tsv,
+ntstatus.tsv, idt-x64.tsv and irp-major-codes.tsv.  The outputs are committed; nothing
+at run time reads FACTS_DIR.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ BUGCHECKS_OUT = ROOT / "commands" / "data" / "bugcheck-codes.tsv"
 SUBCODES_OUT = ROOT / "commands" / "data" / "bugcheck-subcodes.tsv"
 NTSTATUS_OUT = ROOT / "commands" / "data" / "ntstatus.tsv"
 IDT_OUT = ROOT / "machine" / "ke" / "data" / "idt-x64.tsv"
+DEFINES_OUT = ROOT / "machine" / "drvlang" / "data" / "defines.tsv"
 
 
 def compact_field(f: dict) -> list:
@@ -85,6 +87,21 @@ def gen_idt(facts: Path) -> None:
     IDT_OUT.write_text("\n".join(rows) + "\n")
 
 
+def gen_defines(facts: Path) -> None:
+    """value, name: the NTSTATUS and IRP_MJ_* names the driver language knows, as a
+    driver's headers (ntstatus.h, wdm.h) define them."""
+    rows = ["value\tname"]
+    for src, value_col in (("ntstatus.tsv", "value"), ("irp-major-codes.tsv", "code")):
+        lines = [ln for ln in (facts / src).read_text().splitlines()
+                 if ln and not ln.startswith("#")]
+        header = lines[0].split("\t")
+        for ln in lines[1:]:
+            cols = dict(zip(header, ln.split("\t"), strict=False))
+            rows.append(f"{int(cols[value_col], 16):#x}\t{cols['name']}")
+    DEFINES_OUT.parent.mkdir(parents=True, exist_ok=True)
+    DEFINES_OUT.write_text("\n".join(rows) + "\n")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__)
@@ -97,6 +114,7 @@ def main(argv: list[str]) -> int:
              ["code", "name", "param1_value", "param2", "param3", "param4", "description"])
     copy_tsv(facts / "ntstatus.tsv", NTSTATUS_OUT, ["value", "name", "message"])
     gen_idt(facts)
+    gen_defines(facts)
     return 0
 
 

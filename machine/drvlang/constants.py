@@ -19,27 +19,21 @@ _WDM = {
 }
 
 
-def _ntstatus() -> dict[str, int]:
-    """Every NTSTATUS name the debugger's !error knows (commands/data/ntstatus.tsv)."""
-    text = (resources.files("commands") / "data" / "ntstatus.tsv").read_text()
+def _header_defines() -> dict[str, int]:
+    """The NTSTATUS and IRP_MJ_* names of ntstatus.h and wdm.h (data/defines.tsv,
+    generated from the reference facts by tools/gen_data.py)."""
+    text = (resources.files("machine.drvlang") / "data" / "defines.tsv").read_text()
     out: dict[str, int] = {}
     for row in text.splitlines()[1:]:
-        value, name, *_ = row.split("\t")
+        value, name = row.split("\t")
         out.setdefault(name, int(value, 16))
     return out
-
-
-def _irp_majors() -> dict[str, int]:
-    from commands.irp_names import MAJOR_NAMES
-
-    return {name: code for code, name in enumerate(MAJOR_NAMES)}
 
 
 @cache
 def defines() -> dict[str, int]:
     """The #define table (names are case-sensitive, as in C)."""
-    table = dict(_ntstatus())
-    table.update(_irp_majors())
+    table = _header_defines()
     table.update({
         "PASSIVE_LEVEL": ke.PASSIVE_LEVEL, "APC_LEVEL": ke.APC_LEVEL,
         "DISPATCH_LEVEL": ke.DISPATCH_LEVEL, "HIGH_LEVEL": ke.HIGH_LEVEL,

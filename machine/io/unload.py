@@ -29,15 +29,31 @@ class UnloadedImage:
     end: int
 
 
+def unloaded_images(m) -> list[UnloadedImage]:
+    """nt's record of unloaded drivers (nt!MmUnloadedDrivers), oldest first."""
+    array = m.kspace.read_u64(m.sym("nt!MmUnloadedDrivers"))
+    if not array:
+        return []
+    size = m.catalog.get("_UNLOADED_DRIVERS").size
+    out = []
+    for i in range(m.kspace.read_u64(m.sym("nt!MmLastUnloadedDriver"))):
+        e = Struct(m.kspace, "_UNLOADED_DRIVERS", array + i * size)
+        name = Struct(m.kspace, "_UNICODE_STRING", e.addr("Name"))
+        text = m.kspace.read(name.get("Buffer"), name.get("Length")).decode("utf-16-le")
+        out.append(UnloadedImage(text, e.get("StartAddress"), e.get("EndAddress")))
+    return out
+
+
 def unloaded_image_at(m, va: int) -> UnloadedImage | None:
-    return next((u for u in m.unloaded_images if u.base <= va < u.end), None)
+    """The most recently unloaded image whose range held va."""
+    return next((u for u in reversed(unloaded_images(m)) if u.base <= va < u.end), None)
 
 
 def queue_driver_unload(m, name: str) -> None:
     """Ask a system worker thread to unload the driver (as the service control manager's
     NtUnloadDriver does).  A driver without a DriverUnload routine cannot be unloaded."""
     image = next((i for i in m.modules if i.name.lower() == name.lower()), None)
-    if image is None or not getattr(image, "driver_object", 0):
+    if image is None or not image.driver_object:
         raise ValueError(f"no loaded driver named {name!r}")
     from machine.ex.worker import insert_queue
 
@@ -55,7 +71,6 @@ def unload_image(m, image) -> None:
     m.modules.remove(image)
     for page in range(image.base, image.base + image.size, PAGE_SIZE):
         m.kspace.set_pte(page, 0)
-    m.unloaded_images.append(UnloadedImage(image.image, image.base, image.base + image.size))
     record_unloaded(m, image)
 
 
@@ -90,7 +105,7 @@ def IopUnloadDriver(m, proc, a):
     if not unload:
         return 0  # such a driver stays loaded
     yield Call(unload, (a[0],), ret=0x5E)
-    image = next((i for i in m.modules if getattr(i, "driver_object", 0) == a[0]), None)
+    image = next((i for i in m.modules if i.driver_object == a[0]), None)
     if image is not None:
         unload_image(m, image)
     return 0

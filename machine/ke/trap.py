@@ -40,6 +40,8 @@ def KiPageFault(m, proc, frame):
     if mm_access_fault(m, proc, va, bool(write)):
         yield TrapReturn(tf)
         return
+    # Imported here: machine.io.unload declares an nt routine, and nt's routines are laid
+    # out in the order machine/routines.py imports them.
     from machine.io.unload import unloaded_image_at
 
     if unloaded_image_at(m, va) is not None:

@@ -50,6 +50,7 @@ class ModuleImage:
     data: list[DataInfo] = field(default_factory=list)
     ldr_entry: int = 0
     sections: list = field(default_factory=list)  # machine.ldr.pe.Section
+    driver_object: int = 0  # a driver's _DRIVER_OBJECT, once IopLoadDriver made it
     checksum: int = 0
 
 

@@ -10,7 +10,12 @@ from commands.session import Session
 from kdsim.live import LiveTarget
 from machine.machine import STEPS_PER_TICK
 from machine.scenario import boot_scenario, parse_scenario
-from tests.machine.probe import client_program, device_driver, scenario_header
+from tests.machine.probe import (
+    PASS_DOWN_WITH_COMPLETION,
+    client_program,
+    device_driver,
+    scenario_header,
+)
 
 ATTACH_FILTER = """
     lea     rax, [UpperDevice]
@@ -37,26 +42,7 @@ ROUTINES = {
     or      byte ptr [rax+3], 1             ; IoMarkIrpPending
     mov     eax, 103h                       ; STATUS_PENDING
     ret
-upper:
-    push    rsi
-    push    rdi
-    sub     rsp, 28h
-    mov     rsi, qword ptr [rdx+0B8h]       ; IoCopyCurrentIrpStackLocationToNext
-    lea     rdi, [rsi-48h]
-    mov     ecx, 38h
-    rep     movsb
-    mov     rax, qword ptr [rdx+0B8h]       ; IoSetCompletionRoutine on the next location
-    lea     rcx, [OnComplete]
-    mov     qword ptr [rax-10h], rcx
-    mov     qword ptr [rax-8], 1234h
-    mov     byte ptr [rax-45h], 0E0h        ; invoke on success, error and cancel
-    mov     rcx, qword ptr [LowerDevice]
-    call    nt!IofCallDriver
-    add     rsp, 28h
-    pop     rdi
-    pop     rsi
-    ret
-""",
+""" + PASS_DOWN_WITH_COMPLETION,
     "OnComplete": """
     xor     eax, eax
     ret

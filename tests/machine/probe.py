@@ -12,6 +12,30 @@ from machine.scenario import boot_scenario, parse_scenario
 
 TRIVIAL_ENTRY = "    xor eax, eax\n    ret\n"
 
+# A filter's dispatch tail (label `upper`, IRP in rdx): copy the stack location to the
+# next one, set OnComplete (context 1234h, on success, error and cancel) and pass the IRP
+# to the LowerDevice global.
+PASS_DOWN_WITH_COMPLETION = """upper:
+    push    rsi
+    push    rdi
+    sub     rsp, 28h
+    mov     rsi, qword ptr [rdx+0B8h]       ; IoCopyCurrentIrpStackLocationToNext
+    lea     rdi, [rsi-48h]
+    mov     ecx, 38h
+    rep     movsb
+    mov     rax, qword ptr [rdx+0B8h]       ; IoSetCompletionRoutine on the next location
+    lea     rcx, [OnComplete]
+    mov     qword ptr [rax-10h], rcx
+    mov     qword ptr [rax-8], 1234h
+    mov     byte ptr [rax-45h], 0E0h        ; invoke on success, error and cancel
+    mov     rcx, qword ptr [LowerDevice]
+    call    nt!IofCallDriver
+    add     rsp, 28h
+    pop     rdi
+    pop     rsi
+    ret
+"""
+
 
 def probe_scenario(name: str, routines: dict[str, str], globals_: dict[str, int] | None = None,
                    cpus: int = 2, seed: int = 1, verified: bool = False) -> str:

@@ -8,7 +8,7 @@ from machine.events import IOSB_OFFSET
 from machine.machine import STEPS_PER_TICK
 from machine.scenario import boot_scenario, parse_scenario
 from machine.types.view import Struct
-from tests.machine.probe import COMPLETE_SUCCESS
+from tests.machine.probe import COMPLETE_SUCCESS, PASS_DOWN_WITH_COMPLETION
 
 SCENARIO_TEMPLATE = r'''
 [scenario]
@@ -96,26 +96,7 @@ code = """
     add     rsp, 28h
     xor     eax, eax
     ret
-upper:
-    push    rsi
-    push    rdi
-    sub     rsp, 28h
-    mov     rsi, qword ptr [rdx+0B8h]       ; IoCopyCurrentIrpStackLocationToNext
-    lea     rdi, [rsi-48h]
-    mov     ecx, 38h
-    rep     movsb
-    mov     rax, qword ptr [rdx+0B8h]       ; IoSetCompletionRoutine on the next location
-    lea     rcx, [OnComplete]
-    mov     qword ptr [rax-10h], rcx
-    mov     qword ptr [rax-8], 1234h
-    mov     byte ptr [rax-45h], 0E0h        ; invoke on success, error and cancel
-    mov     rcx, qword ptr [LowerDevice]
-    call    nt!IofCallDriver
-    add     rsp, 28h
-    pop     rdi
-    pop     rsi
-    ret
-"""
+@@PASS_DOWN@@"""
 [[driver.routine]]
 name = "OnComplete"
 code = """
@@ -140,6 +121,7 @@ CREATE_COUNTED = """
     mov     rax, qword ptr [rdx+0B8h]
     mov     al, byte ptr [rax]
     mov     byte ptr [CreateMajor], al""" + COMPLETE_SUCCESS
+SCENARIO_TEMPLATE = SCENARIO_TEMPLATE.replace("@@PASS_DOWN@@", PASS_DOWN_WITH_COMPLETION)
 SCENARIO = SCENARIO_TEMPLATE % CREATE_COUNTED
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from machine.io.unload import unloaded_images
 from machine.rtl.lists import iterate_list
 from machine.scenario import ScenarioError, boot_scenario, parse_scenario
 from machine.types.view import Struct
@@ -133,7 +134,7 @@ def test_a_dpc_left_queued_runs_into_the_unloaded_driver():
     assert va == dpc_routine and write == 0 and referencing == dpc_routine and reserved == 0
     assert "tmr.sys" not in loaded_names(m)
     assert m.kspace.get_pte(base) == 0 and m.kspace.get_pte(end - 0x1000) == 0
-    assert [(u.name, u.base, u.end) for u in m.unloaded_images] == [("tmr.sys", base, end)]
+    assert [(u.name, u.base, u.end) for u in unloaded_images(m)] == [("tmr.sys", base, end)]
     # nt's own record, which the debugger reads
     assert m.kspace.read_u64(m.sym("nt!MmLastUnloadedDriver")) == 1
     e = Struct(m.kspace, "_UNLOADED_DRIVERS", m.kspace.read_u64(m.sym("nt!MmUnloadedDrivers")))
