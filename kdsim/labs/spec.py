@@ -21,6 +21,7 @@ MAX_TICKS = 10_000  # a run of simulated time the interpreter finishes in second
 # The fixed vocabulary of root causes a `cause` answer is graded against.
 CAUSES: dict[str, str] = {
     "paged-at-dispatch": "pageable memory touched at DISPATCH_LEVEL or above",
+    "user-address": "a user-mode address used where it is not valid (raised IRQL, another process)",
     "null-deref": "a NULL (or near-NULL) pointer dereferenced",
     "double-free": "the same pool block freed twice",
     "pool-overrun": "a write past the end of a pool block",
@@ -35,6 +36,9 @@ CAUSES: dict[str, str] = {
     "idt-hook": "an interrupt descriptor table entry redirected",
     "code-overwrite": "code pages written over",
     "stack-overflow": "a kernel stack run past its end",
+    "stack-corruption": "a kernel stack's saved data (return addresses, frames) written over",
+    "lock-contention": "a lock held far too long, so its other users wait",
+    "device-filter": "a device object attached to another driver's device stack",
     "breakpoint": "a hard-coded breakpoint (int 3) in driver code",
 }
 

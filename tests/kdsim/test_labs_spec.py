@@ -113,7 +113,7 @@ def test_keys_inside_multiline_strings_are_not_located():
     ('bugcheck = 0xD1', 'bugcheck = 0x1FFFFFFFF', "lab.toml:19:12: `bugcheck` must be a "
      "32-bit code"),
     ('cause = "paged-at-dispatch"', 'cause = "gremlins"',
-     "lab.toml:22:9: `cause` must be one of: paged-at-dispatch, null-deref"),
+     "lab.toml:22:9: `cause` must be one of: paged-at-dispatch, user-address, null-deref"),
     ('routine = "MyfaultHighIrqlFault"', 'routine = "Myfault+0x1a"',
      "lab.toml:21:11: `routine` must be a routine name (Name or module!Name)"),
     ('driver = "myfault.sys"', 'driver = ""', "lab.toml:20:10: `driver` must be a non-empty "
