@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from commands import fmt
+from commands import analyze_power, fmt
 from commands.errors import KdError
 from commands.process import Kernel
 from commands.registers import register_block, trap_registers
@@ -109,6 +109,7 @@ class Analysis:
     bucket: str = ""
     failure_hash: str = ""
     os_version: str = ""
+    details: list[str] = field(default_factory=list)  # code-specific, after BUGCHECK_Pn
 
 
 def _region(s, address: int) -> str:
@@ -193,6 +194,8 @@ def analyze(s) -> Analysis:
             func = f"{module.name}!unknown_function"
         prefix = "AV_" if code in MEMORY_REFERENCE_CODES else f"0x{code:X}_"
         a.bucket = prefix + func
+    if analyze_power.applies(code, params):
+        _blame_power_irp_holder(s, a, params[3])
     digest = hashlib.md5(a.bucket.encode()).hexdigest()
     a.failure_hash = "{" + "-".join((digest[:8], digest[8:12], digest[12:16], digest[16:20],
                                      digest[20:32])) + "}"
@@ -202,6 +205,16 @@ def analyze(s) -> Analysis:
     except (KdError, MemoryAccessError):
         a.os_version = ""
     return a
+
+
+def _blame_power_irp_holder(s, a: Analysis, irp: int) -> None:
+    """0x9F subtype 3: the driver holding the blocked IRP, not the watchdog's stack."""
+    b = analyze_power.blocked_irp(s, irp)
+    a.details = b.lines
+    if b.module is not None:
+        a.module, a.image, a.symbol, a.func_offset = b.module.name, b.module.image, \
+            b.module.image, 0
+    a.bucket = analyze_power.bucket(b)
 
 
 def _arg_lines(args: list[tuple[int, str]]) -> list[str]:
@@ -228,6 +241,7 @@ def render(s, a: Analysis, verbose: bool) -> list[str]:
     out += [f"BUGCHECK_CODE:  {a.code:x}", ""]
     for i, (value, _) in enumerate(a.args, 1):
         out += [f"BUGCHECK_P{i}: {value:x}", ""]
+    out += a.details
     if verbose and a.address_kind is not None:
         label, addr, region = a.address_kind
         out += [f"{label}:  {addr:016x} {region}".rstrip(), ""]

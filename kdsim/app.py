@@ -27,21 +27,29 @@ class App:
     session: Session
 
     broke_in: bool = False  # stopped by a break-in (a lab's tick stop), not a bug check
+    out_of_budget: int | None = None  # the step budget, when the run used it all up
 
     @classmethod
     def start(cls, scenario: Scenario, seed: int | None = None, cpus: int | None = None,
-              max_steps: int = 20_000_000, ticks: int | None = None) -> App:
-        """Boot the scenario and run it: to its bug check (within max_steps), or, with
-        ticks, for that many clock ticks of its timeline and then break in."""
-        m = boot_scenario(scenario, seed=seed, cpus=cpus)
-        broke_in = False
+              max_steps: int | None = None, ticks: int | None = None) -> App:
+        """Boot the scenario and run it: to its bug check, or, with ticks, for that many
+        clock ticks of its timeline and then break in.  Either way the run, boot
+        included, takes at most max_steps steps (default: the scenario's step budget);
+        a run that uses them all up is broken into where it is."""
+        budget = scenario.budget if max_steps is None else max_steps
+        if ticks is not None and max_steps is None and scenario.step_budget is None:
+            # A tick stop has the steps its ticks take, however many that is.
+            budget = max(budget, (ticks + 65) * STEPS_PER_TICK)
+        m = boot_scenario(scenario, seed=seed, cpus=cpus, settle_steps=budget)
         if ticks is None:
-            m.run(max_steps)
+            m.run(max(budget - m.steps, 0))
+            broke_in = m.bugcheck is None and break_in(m)
         else:
-            broke_in = run_ticks_then_break(m, ticks)
+            broke_in = run_ticks_then_break(m, ticks, budget)
+        spent = budget if broke_in and m.steps >= budget else None
         target = LiveTarget(m)
         session = Session(target, processor=target.stop_processor)
-        return cls(scenario, m, target, session, broke_in)
+        return cls(scenario, m, target, session, broke_in, spent)
 
     def banner(self) -> list[str]:
         s = self.session
@@ -64,6 +72,8 @@ class App:
         if self.machine.bugcheck is not None:
             lines += self.crash_banner()
         elif self.broke_in:
+            if self.out_of_budget is not None:
+                lines += [budget_message(self.out_of_budget), ""]
             lines += [BREAK_EXCEPTION, *BREAK_IN_BANNER]
         regs = self.target.registers(s.processor)
         code, _ = disassemble_one(lambda a, n: self.target.read_virtual(a, n), s.symbols,
@@ -89,13 +99,27 @@ class App:
 
 
 
-def run_ticks_then_break(m: Machine, ticks: int) -> bool:
+def budget_message(budget: int) -> str:
+    return (f"kdsim: the scenario ran {budget} steps without stopping (its step budget); "
+            "breaking in")
+
+
+def break_in(m: Machine) -> bool:
+    """Break in as kd's Ctrl+C does; True unless the machine bug-checked first."""
+    m.request_break()
+    return m.run().reason != "bugcheck"
+
+
+def run_ticks_then_break(m: Machine, ticks: int, budget: int | None = None) -> bool:
     """Run until the clock has ticked `ticks` times on the scenario's timeline (the clock
-    its events' at_tick counts from), then break in as kd's Ctrl+C does.  True when the
-    run was broken into; False when the machine bug-checked first."""
+    its events' at_tick counts from), or the machine has run `budget` steps since it
+    was switched on, then break in as kd's Ctrl+C does.  True when the run was broken
+    into; False when the machine bug-checked first."""
     goal = BOOT_TICKS + ticks  # the boot schedules the timeline from BOOT_TICKS
     # A processor that masks the clock stops the count: the run is bounded in time too.
     limit = m.steps + (max(goal - m.tick_count, 0) + 64) * STEPS_PER_TICK
+    if budget is not None:
+        limit = min(limit, budget)
     while m.tick_count < goal and m.steps < limit:
         # Whole ticks while far from the goal, then small slices up to the goal tick's
         # clock interrupt.
@@ -103,5 +127,4 @@ def run_ticks_then_break(m: Machine, ticks: int) -> bool:
         chunk = whole * STEPS_PER_TICK if whole > 0 else STEPS_PER_TICK // 16
         if m.run(min(chunk, limit - m.steps)).reason == "bugcheck":
             return False
-    m.request_break()
-    return m.run().reason != "bugcheck"
+    return m.bugcheck is None and break_in(m)

@@ -1,7 +1,9 @@
 """`kdsim`: open a scenario's machine in the debugger, like kd on a crashed target.
 
-`kdsim lab list` and `kdsim lab start NAME` work the graded labs (docs/labs.md).
-Exit codes: 0 after `q` or end of input; 2 for a bad command line or scenario file.
+`kdsim lab list` and `kdsim lab start NAME` work the graded labs (docs/labs.md);
+`kdsim scenario check FILE...` checks scenario files without running them
+(docs/scenarios.md).  Exit codes: 0 after `q` or end of input; 2 for a bad command line
+or scenario file.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from machine.scenario import Scenario, ScenarioError, builtin_scenario, load_sce
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kdsim", description=__doc__.splitlines()[0],
-                                epilog="kdsim lab list | kdsim lab start NAME: graded labs")
+                                epilog="kdsim lab list | kdsim lab start NAME: graded labs; "
+                                       "kdsim scenario check FILE...: check scenario files")
     p.add_argument("scenario", nargs="?", help="scenario file (default: the built-in myfault)")
     p.add_argument("-c", dest="commands",
                    help="a command line to run first (commands separated by ';', blocks "
@@ -48,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         from kdsim.labs.cli import lab_main
 
         return lab_main(argv[1:])
+    if argv[:1] == ["scenario"]:
+        return scenario_main(argv[1:])
     args = parse_args(argv)
     try:
         scen = load_scenario(args.scenario) if args.scenario else builtin_scenario(INTRO)
@@ -62,6 +67,46 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kdsim: {exc}", file=sys.stderr)
         return 2
     return interact(lab.app.session, lab.start_lines(), args.commands)
+
+
+def scenario_main(argv: list[str]) -> int:
+    """`kdsim scenario check FILE...`: each file checked as `kdsim FILE` would load it
+    (TOML, the schema, driver sources, assembly, the [lab] table), nothing run."""
+    p = argparse.ArgumentParser(prog="kdsim scenario",
+                                description="check scenario files without running them")
+    sub = p.add_subparsers(dest="action", required=True)
+    check = sub.add_parser("check", help="check scenario files; exit code 2 if one is bad")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    args = p.parse_args(argv)
+    failed = False
+    for path in args.files:
+        try:
+            line = check_file(path)
+        except (ScenarioError, LabError) as exc:
+            print(f"kdsim: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        print(line)
+    sys.stdout.flush()
+    return 2 if failed else 0
+
+
+def check_file(path: str) -> str:
+    """`FILE: ok (...)` with what the file holds; ScenarioError or LabError if it is bad."""
+    from machine.scenario_check import check_scenario
+
+    scen = load_scenario(path)
+    lab = parse_lab(scen.text, scen.path, scen.name)
+    summary = check_scenario(scen)
+
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'' if n == 1 else 's'}"
+
+    parts = [count(summary.drivers, "driver"), count(summary.routines, "routine"),
+             count(summary.events, "event")]
+    if lab is not None:
+        parts.append(f'lab "{lab.title}"')
+    return f"{path}: ok ({', '.join(parts)})"
 
 
 def start_lab(spec: LabSpec, scen: Scenario, seed: int | None = None,

@@ -30,6 +30,7 @@ from machine.mm.counters import MM_DATA, install_counters
 from machine.mm.layout import RegionAllocator
 from machine.mm.physical import PAGE_SIZE
 from machine.ob.object import init_object_manager
+from machine.po.power import PO_DATA, init_power_manager
 from machine.ps.create import create_process, create_thread, image_base
 from machine.ps.usermode import idle_program
 from machine.rtl.lists import initialize_list_head
@@ -94,7 +95,7 @@ def build_kernel(config: MachineConfig) -> Machine:
     nt.timestamp = NT_TIMESTAMP
     # New data goes at the end, so the symbols before it keep their addresses.
     add_data_symbols(m, nt, NT_DATA_RVA,
-                     NT_DATA + POOL_DATA + VERSION_DATA + MM_DATA + UNLOAD_DATA)
+                     NT_DATA + POOL_DATA + VERSION_DATA + MM_DATA + UNLOAD_DATA + PO_DATA)
     install_counters(m, POOL_REGION_SIZE)  # the memory manager's counters, kept current
     m.kspace.write(m.sym("nt!NtBuildLab"), NT_BUILD_LAB.encode("ascii") + b"\0")
     init_pool(m)  # before the first allocation
@@ -103,6 +104,7 @@ def build_kernel(config: MachineConfig) -> Machine:
     initialize_list_head(m.kspace, m.sym("nt!PsActiveProcessHead"))
     initialize_list_head(m.kspace, m.sym("nt!PsLoadedModuleList"))
     initialize_list_head(m.kspace, m.sym("nt!ExpSystemResourcesList"))
+    init_power_manager(m)
     m.kspace.map_new(lay.user_shared_data, PAGE_SIZE)
     _publish_version(m)
     link_loaded_module(m, nt)
@@ -179,9 +181,12 @@ def _processors(m: Machine) -> None:
         m.kspace.map_new(proc.double_fault_stack - 0x6000, 0x6000)
 
 
-def boot(config: MachineConfig, load_drivers=None, events=()) -> Machine:
+def boot(config: MachineConfig, load_drivers=None, events=(),
+         settle_steps: int | None = None) -> Machine:
     """A running machine: every boot thread has run to its first wait.  load_drivers(m)
-    maps the scenario's driver images; a system worker thread runs their DriverEntry."""
+    maps the scenario's driver images; a system worker thread runs their DriverEntry.
+    With settle_steps (a scenario's step budget), a boot still busy after that many steps
+    is returned as it is (a DriverEntry that never returns), not an error."""
     m = build_kernel(config)
     cids = CidAllocator(config.seed)
     idle = create_process(m, "Idle", 0, 0, None, 0, kernel_only=True)
@@ -209,8 +214,8 @@ def boot(config: MachineConfig, load_drivers=None, events=()) -> Machine:
     m.by_image = by_image
     for tick, action in events:
         m.at_tick(m.tick_count + tick, action)
-    result = m.run(2_000_000, until_quiet=True)
-    if result.reason != "quiet" and m.bugcheck is None:
+    result = m.run(settle_steps or 2_000_000, until_quiet=True)
+    if result.reason != "quiet" and m.bugcheck is None and settle_steps is None:
         from machine.machine import MachineError
 
         raise MachineError(f"boot did not settle ({result.reason} after {result.steps} steps)")

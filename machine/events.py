@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from machine.ps.usermode import Syscall
+from machine.scenario_schema import BOOL, TEXT, U32, U64, Int, Key
 
 
 def event_action(ev: dict, scen):
@@ -36,6 +37,16 @@ def event_action(ev: dict, scen):
         from machine.io.unload import queue_driver_unload
 
         return lambda m: queue_driver_unload(m, name)
+    if kind == "set_system_power":
+        from machine.po import power
+
+        state = ev.get("state")
+        if state not in power.SYSTEM_STATES:
+            raise ScenarioError(scen.path, _line_of(scen.text, "set_system_power"), 1,
+                                f"set_system_power needs `state` \"sleep\" or "
+                                f"\"hibernate\", not {state!r}")
+        timeout = int(ev.get("timeout_ticks", power.DEFAULT_TIMEOUT_TICKS))
+        return lambda m: power.queue_system_power_transition(m, state, timeout)
     raise ScenarioError(scen.path, _line_of(scen.text, f'"{kind}"'), 1,
                         f"unknown event action {kind!r}")
 
@@ -261,3 +272,47 @@ def write_object_attributes(space, oa: int, name_at: int, path: str) -> None:
                 + bytes(4) + buf.to_bytes(8, "little"))
     space.write(oa, (0x30).to_bytes(4, "little") + bytes(12) + name_at.to_bytes(8, "little")
                 + bytes(0x18))
+
+
+# -- the keys each action and each program step takes ------------------------------------
+# (beside `at_tick` and `action`; machine.scenario_schema checks them before anything
+# runs, so an action added to event_action lists its keys here too)
+
+MAX_PERIOD_TICKS = 1_000_000
+# A device's register page is device memory: above the machine's RAM, within the
+# 52 bits of physical address.
+DEVICE_MEMORY_START = 0x80000000
+PHYSICAL_LIMIT = (1 << 52) - 1
+
+EVENT_KEYS: dict[str, dict[str, Key]] = {
+    "trim_paged_pool": {"page_of": Key("symbol")},
+    "start_process": {"image": Key("text", True), "parent": TEXT, "session": Int(0, 0xFFFF),
+                      "program": Key("steps")},
+    "start_device": {"name": TEXT, "vector": Int(0x30, 0xFF, True),
+                     "processor": Int(0, 63), "period_ticks": Int(1, MAX_PERIOD_TICKS),
+                     "jitter_ticks": Int(0, MAX_PERIOD_TICKS),
+                     "trigger": Key("choice", choices=("latched", "level")),
+                     "registers": Int(DEVICE_MEMORY_START, PHYSICAL_LIMIT)},
+    "unload_driver": {"driver": Key("driver", True)},
+    "set_system_power": {"state": Key("choice", True, choices=("sleep", "hibernate")),
+                         "timeout_ticks": Int(1, MAX_PERIOD_TICKS)},
+}
+
+# Each step has one of these keys (what it does), with the keys that go with it.
+DEVICE = Key("device")
+IO_KEYS = {"length": Int(0, IO_BUFFER_MAX), "offset": Int(0, (1 << 63) - 1),
+           "event": BOOL, "apc": Int(0, U64)}
+STEP_KEYS: dict[str, dict[str, Key]] = {
+    "open": {"open": Key("text"), "async": BOOL},
+    "close": {"close": DEVICE},
+    "ioctl": {"ioctl": Int(0, U32), "device": Key("device", True),
+              "input": Key("hex", hi=BUFFER_MAX), "output": Int(0, BUFFER_MAX)},
+    "read": {"read": DEVICE, **IO_KEYS},
+    "write": {"write": DEVICE, "data": Key("hex", hi=IO_BUFFER_MAX), **IO_KEYS},
+    "cancel": {"cancel": DEVICE},
+    "exit_thread": {"exit_thread": Int(0, U32)},
+    "exit_process": {"exit_process": Int(0, U32)},
+    "queue_apc": {"queue_apc": Int(0, U64)},
+    "sleep_ms": {"sleep_ms": Int(0, 86_400_000), "alertable": BOOL},
+    "test_alert": {"test_alert": BOOL},
+}

@@ -33,3 +33,14 @@ declare_generic_handlers()
 
 # Declared after the generic handlers so that nt's earlier routines keep their addresses.
 from machine.io import unload as _unload  # noqa: E402, F401
+
+# isort: split
+# Device deletion and lookup, process and thread lookup: declared last so earlier nt
+# addresses stay.
+from machine.io import devobj as _devobj  # noqa: E402, F401
+from machine.ps import lookup as _lookup  # noqa: E402, F401
+
+# isort: split
+# The power manager and IoAttachDevice, declared last so earlier nt addresses stay.
+from machine.io import attach as _io_attach  # noqa: E402, F401
+from machine.po import power as _power  # noqa: E402, F401

@@ -19,15 +19,16 @@ from machine.ldr.loader import DataInfo, FunctionInfo, ModuleImage, link_loaded_
 from machine.ldr.pe import SCN_CODE, SCN_DATA, Section
 from machine.machine import Machine, MachineConfig
 from machine.mm.physical import PAGE_SIZE
+from machine.scenario_schema import ScenarioError, SchemaChecker
+from machine.tomlpos import toml_error_position
 
 DRIVER_TEXT_RVA = 0x1000
 DRIVER_IMAGE_ALIGN = 0x10000
+# Steps a run may take before kdsim breaks in ([machine] step_budget overrides it).
+DEFAULT_STEP_BUDGET = 20_000_000
 
-
-class ScenarioError(Exception):
-    def __init__(self, path: str, line: int, column: int, message: str) -> None:
-        super().__init__(f"{path}:{line}:{column}: {message}")
-        self.path, self.line, self.column, self.message = path, line, column, message
+__all__ = ["DEFAULT_STEP_BUDGET", "DriverSpec", "RoutineSpec", "Scenario", "ScenarioError",
+           "boot_scenario", "builtin_scenario", "load_scenario", "parse_scenario"]
 
 
 @dataclass
@@ -37,6 +38,7 @@ class RoutineSpec:
     line: int  # where the code text starts in the file
     # compiled from driver-language source: the file (line, column) of each code line
     origins: list[tuple[int, int]] | None = None
+    column: int = 1  # the column of the code's first line (after the opening quotes)
 
 
 @dataclass
@@ -48,6 +50,9 @@ class DriverSpec:
     globals: list[tuple[str, int]]
     strings: list[tuple[str, str]] = field(default_factory=list)
     data: str = ""  # data-section assembly compiled from the driver's `source`
+    depends_on: list[str] = field(default_factory=list)
+    data_names: list[str] = field(default_factory=list)  # its globals and strings
+    entry_at: tuple[int, int] = (1, 1)  # where `entry` is written
 
 
 @dataclass
@@ -62,91 +67,131 @@ class Scenario:
     verifier_flags: int = DEFAULT_LEVEL  # its options (verifier /flags)
     drivers: list[DriverSpec] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+    step_budget: int | None = None  # [machine] step_budget: None gives DEFAULT_STEP_BUDGET
+
+    @property
+    def budget(self) -> int:
+        """The steps a run of the scenario may take before kdsim breaks in."""
+        return DEFAULT_STEP_BUDGET if self.step_budget is None else self.step_budget
 
 
 def _line_of(text: str, snippet: str) -> int:
+    """The line of a snippet's first occurrence (for messages made without a Locator)."""
     idx = text.find(snippet.strip("\n")[:40]) if snippet.strip() else -1
     return text.count("\n", 0, idx) + 1 if idx >= 0 else 1
 
 
 def parse_scenario(text: str, path: str) -> Scenario:
+    """The scenario a text describes, checked (machine.scenario_schema) and its drivers'
+    `source` compiled; nothing runs.  Every error is one ScenarioError at file:line:col."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        msg = str(exc)
-        line, col = 1, 1
-        if "(at line " in msg:
-            pos = msg.rsplit("(at line ", 1)[1].rstrip(")")
-            line_s, col_s = pos.split(", column ")
-            line, col = int(line_s), int(col_s)
-            msg = msg.rsplit(" (at line ", 1)[0]
+        msg, line, col = toml_error_position(str(exc))
         raise ScenarioError(path, line, col, msg) from None
-
-    def need(table: dict, key: str, kind: type, where: str):
-        if key not in table:
-            raise ScenarioError(path, _line_of(text, f"[{where}"), 1,
-                                f"[{where}] needs `{key}`")
-        value = table[key]
-        if not isinstance(value, kind):
-            raise ScenarioError(path, _line_of(text, f"{key} ="), 1,
-                                f"`{key}` must be a {kind.__name__}")
-        return value
-
-    scen = need(data, "scenario", dict, "scenario")
-    machine = data.get("machine", {})
-    s = Scenario(name=need(scen, "name", str, "scenario"),
-                 title=scen.get("title", ""), path=path, text=text,
+    check = SchemaChecker(text, path)
+    check.document(data)
+    at = check.at
+    scen, machine = data["scenario"], data.get("machine", {})
+    s = Scenario(name=scen["name"], title=scen.get("title", ""), path=path, text=text,
                  cpus=machine.get("cpus", 2), seed=machine.get("seed", 1),
                  verifier=list(machine.get("verifier", [])),
-                 verifier_flags=machine.get("verifier_flags", DEFAULT_LEVEL))
-    if not isinstance(s.verifier_flags, int) or not 0 <= s.verifier_flags <= 0xFFFFFFFF:
-        raise ScenarioError(path, _line_of(text, "verifier_flags"), 1,
-                            "verifier_flags must be a 32-bit number")
-    if not isinstance(s.cpus, int) or not 1 <= s.cpus <= 64:
-        raise ScenarioError(path, _line_of(text, "cpus"), 1, "cpus must be 1..64")
-    search_from = 0  # each driver's source is looked for after the previous one's
-    for d in data.get("driver", []):
+                 verifier_flags=machine.get("verifier_flags", DEFAULT_LEVEL),
+                 step_budget=machine.get("step_budget"))
+    for i, d in enumerate(data.get("driver", [])):
         routines = []
-        has_source = "source" in d
-        for r in (d.get("routine", []) if has_source else need(d, "routine", list, "driver")):
-            code = need(r, "code", str, "driver.routine")
-            routines.append(RoutineSpec(need(r, "name", str, "driver.routine"), code,
-                                        _line_of(text, code)))
-        globals_ = [(g["name"], int(g.get("size", 8))) for g in d.get("global", [])]
-        strings = [(need(u, "name", str, "driver.string"), need(u, "value", str, "driver.string"))
-                   for u in d.get("string", [])]
-        spec = DriverSpec(need(d, "name", str, "driver"), d.get("image", d["name"] + ".sys"),
-                          need(d, "entry", str, "driver"), routines, globals_, strings)
-        if has_source:
-            search_from = _compile_source(spec, need(d, "source", str, "driver"), text, path,
-                                          search_from)
+        for j, r in enumerate(d.get("routine", [])):
+            line, column, _ = at.string_start(("driver", i, "routine", j, "code")) or (1, 1, 0)
+            routines.append(RoutineSpec(r["name"], r["code"], line, column=column))
+        spec = DriverSpec(d["name"], d.get("image", d["name"] + ".sys"), d["entry"], routines,
+                          [(g["name"], int(g.get("size", 8))) for g in d.get("global", [])],
+                          [(u["name"], u["value"]) for u in d.get("string", [])],
+                          depends_on=list(d.get("depends_on", [])),
+                          entry_at=at.value(("driver", i, "entry")))
+        spec.data_names = [n for n, _ in spec.globals] + [n for n, _ in spec.strings]
+        if "source" in d:
+            _compile_source(spec, d["source"], text, path,
+                            at.string_start(("driver", i, "source")))
+        if spec.entry not in {r.name for r in spec.routines}:
+            raise ScenarioError(path, *spec.entry_at,
+                                f"entry routine {spec.entry} is not defined")
         s.drivers.append(spec)
+    s.drivers = load_order(s.drivers, check)
     s.events = list(data.get("event", []))
+    _check_events(s, check)
     return s
 
 
+def load_order(drivers: list[DriverSpec], check: SchemaChecker) -> list[DriverSpec]:
+    """The drivers in the order they load: each after the drivers it depends on
+    (DependOnService), else in file order.  A cycle is an error at its closing entry."""
+    by_name = {d.name.lower(): (i, d) for i, d in enumerate(drivers)}
+    order: list[DriverSpec] = []
+    done: set[str] = set()
+
+    def visit(d: DriverSpec, chain: list[str]) -> None:
+        if d.name.lower() in done:
+            return
+        for j, dep in enumerate(d.depends_on):
+            i, other = by_name[dep.lower()]
+            if other.name in chain or other is d:
+                cycle = [*chain[chain.index(other.name):], d.name, other.name] \
+                    if other.name in chain else [d.name, d.name]
+                where = check.at.value(("driver", by_name[d.name.lower()][0], "depends_on", j))
+                raise check.fail(where, f"driver dependency cycle: {' -> '.join(cycle)}")
+            visit(other, [*chain, d.name])
+        done.add(d.name.lower())
+        order.append(d)
+
+    for d in drivers:
+        visit(d, [])
+    return order
+
+
+def _check_events(s: Scenario, check: SchemaChecker) -> None:
+    """What the events name that is known once the drivers are compiled (page_of's
+    variable), then each action's own checks (machine.events.event_action)."""
+    from machine.events import event_action
+
+    drivers = {d.name: d for d in s.drivers}
+    for i, ev in enumerate(s.events):
+        target = ev.get("page_of")
+        if isinstance(target, str) and "!" in target:
+            module, name = target.split("!", 1)
+            where = check.at.value(("event", i, "page_of"))
+            if module != "nt" and module not in drivers:
+                raise check.fail(where, f"`page_of` names module `{module}`, which is not a "
+                                        "driver of the scenario (nor nt)")
+            if module in drivers and name not in drivers[module].data_names:
+                raise check.fail(where, f"`page_of` names `{name}`, which is not a global "
+                                        f"of driver {module}")
+        event_action(ev, s)
+
+
 def _source_origin(text: str, source: str, start: int) -> tuple[int, int, int]:
-    """Where a driver's `source` text begins in the scenario file: (line, column, offset).
-    The whole text is found when the file holds it verbatim (a ''' string); else the
-    first of its lines that the file holds verbatim (escapes change the others)."""
-    start = max(start, text.find("source", start))  # after the key, not in a comment above
-    idx = text.find(source, start) if source.strip() else -1
-    if idx >= 0:
-        return text.count("\n", 0, idx) + 1, idx - text.rfind("\n", 0, idx), idx + 1
+    """Where a driver's `source` text begins in the scenario file, its string's characters
+    starting at offset `start`: (line, column, offset).  A literal string holds the text
+    verbatim; a basic string's escapes change lines, so its first line the file holds
+    verbatim is the anchor."""
+    def position(idx: int) -> tuple[int, int]:
+        return text.count("\n", 0, idx) + 1, idx - text.rfind("\n", 0, idx)
+
+    if text.startswith(source, start):
+        return (*position(start), start)
     for k, line in enumerate(source.split("\n")):
         idx = text.find(line, start) if line.strip() else -1
         if idx >= 0:
-            column = idx - text.rfind("\n", 0, idx) if k == 0 else 1
-            return text.count("\n", 0, idx) + 1 - k, column, idx + 1
-    return 1, 1, start
+            row, column = position(idx)
+            return row - k, column if k == 0 else 1, idx
+    return (*position(start), start)
 
 
-def _compile_source(spec: DriverSpec, source: str, text: str, path: str, start: int) -> int:
-    """Compile a driver's `source` into its routines and data; returns where the search
-    for the next driver's source starts."""
+def _compile_source(spec: DriverSpec, source: str, text: str, path: str,
+                    start: tuple[int, int, int] | None) -> None:
+    """Compile a driver's `source` into its routines and data."""
     from machine.drvlang import DriverLangError, compile_driver, nt_routine_exists
 
-    line0, col0, after = _source_origin(text, source, start)
+    line0, col0, _ = _source_origin(text, source, start[2] if start else 0)
 
     def at(line: int, column: int) -> tuple[int, int]:
         return line0 + line - 1, column + col0 - 1 if line == 1 else column
@@ -160,11 +205,8 @@ def _compile_source(spec: DriverSpec, source: str, text: str, path: str, start: 
     for r in compiled.routines:
         spec.routines.append(RoutineSpec(r.name, r.code, at(*r.origins[0])[0],
                                          [at(*o) for o in r.origins]))
-    if spec.entry not in {r.name for r in spec.routines}:
-        raise ScenarioError(path, _line_of(text, "entry"), 1,
-                            f"entry routine {spec.entry} is not defined")
+    spec.data_names += list(compiled.globals)
     spec.data = compiled.data
-    return after
 
 
 def load_scenario(path: str) -> Scenario:
@@ -188,7 +230,7 @@ def build_driver_image(m: Machine, spec: DriverSpec, scen: Scenario, base: int) 
     for r in spec.routines:
         parts.append("align 16")
         source_lines.append((sum(p.count("\n") + 1 for p in parts), r))
-        parts.append(f"{r.name}:\n{r.code.strip()}")
+        parts.append(f"{r.name}:\n{r.code.rstrip()}")  # its lines as the file has them
     source = "\n".join(parts)
     globals_at: dict[str, int] = {}
 
@@ -205,7 +247,9 @@ def build_driver_image(m: Machine, spec: DriverSpec, scen: Scenario, base: int) 
         if owner.origins is not None and 0 <= index < len(owner.origins):
             line, column = owner.origins[index]
             return ScenarioError(scen.path, line, column, f"in {owner.name}: {exc.message}")
-        return ScenarioError(scen.path, owner.line + exc.line - start - 1, exc.column,
+        index = max(index, 0)
+        column = exc.column + (owner.column - 1 if index == 0 else 0)
+        return ScenarioError(scen.path, owner.line + index, column,
                              f"in {spec.name}!{owner.name}: {exc.message}")
 
     # First pass sizes the code; the data section follows it on its own page.
@@ -246,11 +290,24 @@ def build_driver_image(m: Machine, spec: DriverSpec, scen: Scenario, base: int) 
         m.symbols[f"{spec.name}!{name}"] = addr
         img.data.append(DataInfo(name, addr - base, 8))
     if spec.entry not in asm.labels:
-        raise ScenarioError(scen.path, _line_of(scen.text, "entry"), 1,
+        raise ScenarioError(scen.path, *spec.entry_at,
                             f"entry routine {spec.entry} is not defined")
     img.entry = asm.labels[spec.entry]
     link_loaded_module(m, img, img.entry)
     return img
+
+
+def build_driver_images(m: Machine, scen: Scenario, loaded=None) -> list[ModuleImage]:
+    """Every driver's image, in load order, each at the next 64 KiB boundary after the
+    one before; loaded(image) hears of each."""
+    images = []
+    base = m.layout.driver_base
+    for spec in scen.drivers:
+        images.append(build_driver_image(m, spec, scen, base))
+        if loaded is not None:
+            loaded(images[-1])
+        base += (images[-1].size + DRIVER_IMAGE_ALIGN - 1) & ~(DRIVER_IMAGE_ALIGN - 1)
+    return images
 
 
 def data_section(spec: DriverSpec) -> str:
@@ -267,8 +324,11 @@ def data_section(spec: DriverSpec) -> str:
     return "\n".join(lines) + "\n" + spec.data
 
 
-def boot_scenario(scen: Scenario, seed: int | None = None, cpus: int | None = None) -> Machine:
-    """Boot the machine a scenario describes, load its drivers, arm its events."""
+def boot_scenario(scen: Scenario, seed: int | None = None, cpus: int | None = None,
+                  settle_steps: int | None = None) -> Machine:
+    """Boot the machine a scenario describes, load its drivers, arm its events.  With
+    settle_steps (the run's step budget) a boot whose drivers never finish loading stops
+    after that many steps instead of failing."""
     from machine.boot import boot
     from machine.events import event_action
 
@@ -285,17 +345,14 @@ def boot_scenario(scen: Scenario, seed: int | None = None, cpus: int | None = No
         for ev in scen.events:  # the devices' registers exist before any driver loads
             if ev.get("action") == "start_device" and ev.get("registers"):
                 install_device_memory(m, int(ev["registers"]))
-        images = []
-        base = m.layout.driver_base
-        for spec in scen.drivers:
-            images.append(build_driver_image(m, spec, scen, base))
-            m.verifier.driver_loaded(m, images[-1])
-            base += (images[-1].size + DRIVER_IMAGE_ALIGN - 1) & ~(DRIVER_IMAGE_ALIGN - 1)
-        return images
+        return build_driver_images(m, scen, lambda img: m.verifier.driver_loaded(m, img))
 
     events = [(int(ev.get("at_tick", 0)), event_action(ev, scen)) for ev in scen.events]
-    m = boot(config, load, events)
+    m = boot(config, load, events, settle_steps)
     m.scenario = scen
+    if scen.step_budget is not None:  # a debugger's `g` runs as far as the scenario's runs
+        m.step_budget = scen.step_budget
     m.journal.clear()  # the boot's own run is part of booting
-    m.boot_factory = lambda: boot_scenario(scen, seed=seed, cpus=cpus)
+    m.boot_factory = lambda: boot_scenario(scen, seed=seed, cpus=cpus,
+                                           settle_steps=settle_steps)
     return m

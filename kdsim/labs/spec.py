@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from kdsim.labs.tomlpos import Locator
+from machine.tomlpos import Locator
 
 DIFFICULTIES = ("easy", "medium", "hard")
 KINDS = ("crash", "hang", "leak", "find")

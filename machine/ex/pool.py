@@ -74,6 +74,10 @@ POOL_BUDDY_MAX = PAGE_SIZE - 2 * BLOCK_UNIT  # the largest request a page's bloc
 POOL_LISTS = PAGE_UNITS  # ListHeads[BlockSize - 1]
 LIST_HEADS_SIZE = POOL_LISTS * LIST_ENTRY_SIZE
 MAX_REQUEST = 0x1000000  # beyond what the simulated machine has: the pool returns NULL
+# What each of the nonpaged and paged pools may grow to: past it ExAllocatePoolWithTag
+# returns NULL, so a driver that allocates without end meets a failed allocation (and
+# the simulator's own memory stays bounded).
+POOL_MAXIMUM = 0x8000000
 
 # nt's data symbols the pool keeps its state in: (name, size, type for the debugger)
 POOL_DATA = (
@@ -186,6 +190,8 @@ class Pool:
         header = self._take_free(region, units, tag)
         if header is None:
             header = self._carve(region, units, tag)
+        if header is None:  # the pool is at its maximum
+            return 0
         block = header + POOL_HEADER_SIZE
         taken = Struct(self.mem, "_POOL_HEADER", header).get("BlockSize")
         if zero:
@@ -237,25 +243,30 @@ class Pool:
         if units >= 2:  # first on its list: a freed block is the next one handed out
             insert_head_list(self.mem, region.head(units), at + POOL_HEADER_SIZE)
 
-    def _carve(self, region: PoolRegion, units: int, tag: int) -> int:
+    def _carve(self, region: PoolRegion, units: int, tag: int) -> int | None:
         """A fresh page: the block at its start, the rest of the page one free block."""
         rest = PAGE_UNITS - units
         if rest >= 2:
             check_head(self.mem, region.head(rest))
         page = self._take_pages(region, 1)
+        if page is None:
+            return None
         region.small.add(page)
         self._set_header(page, 0, units, in_use_type(region.pool), tag)
         self._lay_free(region, page + units * BLOCK_UNIT, units, rest, 0)
         return page
 
-    def _take_pages(self, region: PoolRegion, count: int) -> int:
-        """`count` contiguous pages: the lowest free run that fits, else fresh ones."""
+    def _take_pages(self, region: PoolRegion, count: int) -> int | None:
+        """`count` contiguous pages: the lowest free run that fits, else fresh ones (None
+        past the pool's maximum)."""
         free = region.free_pages
         for i in range(len(free) - count + 1):
             if free[i + count - 1] == free[i] + (count - 1) * PAGE_SIZE:
                 va = free[i]
                 del free[i:i + count]
                 return va
+        if region.alloc.next + count * PAGE_SIZE - region.alloc.base > POOL_MAXIMUM:
+            return None
         va = region.alloc.take(count * PAGE_SIZE)
         self.space.map_new(va, count * PAGE_SIZE)
         pages = range(va, va + count * PAGE_SIZE, PAGE_SIZE)
@@ -271,6 +282,8 @@ class Pool:
                       zero: bool) -> int:
         count = (size + PAGE_SIZE - 1) // PAGE_SIZE
         va = self._take_pages(region, count)
+        if va is None:  # the pool is at its maximum
+            return 0
         self._big().insert(va, tag, size, pool_type)  # the bytes asked for, as nt records
         if zero:
             self.mem.write(va, bytes(count * PAGE_SIZE))
@@ -400,7 +413,9 @@ class Pool:
     def allocate_special(self, pool_type: int, size: int, tag: int | str) -> int:
         """The block ends where its page ends, and the page after it is never mapped, so
         the first byte past the block faults.  The page starts with the block's header."""
-        if size > POOL_BUDDY_MAX:
+        used = self.special.next - self.special.base
+        if size > POOL_BUDDY_MAX or used + 3 * PAGE_SIZE > SPECIAL_POOL_SIZE:
+            # (as Windows does when special pool is used up: the block is ordinary pool)
             return self.allocate_block(pool_type, size, tag, zero=False)
         tag = _tag(tag)
         page = self.special.take(PAGE_SIZE, guard_pages=1)

@@ -328,4 +328,41 @@ def IopCloseFile(m, proc, a):
     dev = Struct(m.kspace, "_DEVICE_OBJECT", Struct(m.kspace, "_FILE_OBJECT", file_obj).get(
         "DeviceObject"))
     dev.set("ReferenceCount", dev.get("ReferenceCount") - 1)
+    if dev.get("ReferenceCount") == 0:
+        complete_pending_delete(m, dev.address)  # IoDeleteDevice waited for this file
     return 0
+
+
+# -- deleting a device (IoDeleteDevice is in devobj.py) -------------------------------
+
+DOE_DELETE_PENDING = 0x2  # _DEVOBJ_EXTENSION.ExtensionFlags
+
+
+def delete_pending(m, device: int) -> bool:
+    dox = Struct(m.kspace, "_DEVICE_OBJECT", device).get("DeviceObjectExtension")
+    return bool(Struct(m.kspace, "_DEVOBJ_EXTENSION", dox).get("ExtensionFlags")
+                & DOE_DELETE_PENDING)
+
+
+def unlink_from_driver(m, device: int) -> bool:
+    """Take the device off its driver's DeviceObject/NextDevice list; False if it was
+    not on it."""
+    dev = Struct(m.kspace, "_DEVICE_OBJECT", device)
+    link = Struct(m.kspace, "_DRIVER_OBJECT", dev.get("DriverObject")).addr("DeviceObject")
+    next_off = dev.offset("NextDevice")
+    while current := m.kspace.read_u64(link):
+        if current == device:
+            m.kspace.write_u64(link, dev.get("NextDevice"))
+            dev.set("NextDevice", 0)
+            return True
+        link = current + next_off
+    return False
+
+
+def complete_pending_delete(m, device: int) -> None:
+    """IopCompleteUnloadOrDelete: a device deleted while files were open on it leaves its
+    driver's list once the last one is closed, and IoCreateDevice's reference goes."""
+    from machine.ob.object import dereference
+
+    if delete_pending(m, device) and unlink_from_driver(m, device):
+        dereference(m, device)

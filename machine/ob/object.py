@@ -201,12 +201,30 @@ def insert_handle(m, handle_table: int, body: int, access: int = 0x1F0001) -> in
             e.set("ObjectPointerBits", (header >> 4) & ((1 << 44) - 1))
             e.set("Unlocked", 1)
             e.set("Attributes", 0)
-            e.set("GrantedAccessBits", access)
+            e.set("GrantedAccessBits", map_generic_access(m, body, access))
             h = Struct(m.kspace, "_OBJECT_HEADER", header)
             h.set("HandleCount", h.get("HandleCount") + 1)
             reference(m, body)
             return index * 4
     raise RuntimeError("handle table full")
+
+
+# GENERIC_READ, GENERIC_WRITE, GENERIC_EXECUTE, GENERIC_ALL and what the File type's
+# GENERIC_MAPPING makes of them (FILE_GENERIC_READ, ...): a handle entry keeps specific
+# rights only (GrantedAccessBits is 25 bits wide).
+GENERIC_RIGHTS = (0x80000000, 0x40000000, 0x20000000, 0x10000000)
+FILE_GENERIC_MAPPING = (0x120089, 0x120116, 0x1200A0, 0x1F01FF)
+GRANTED_ACCESS_BITS = 0x1FFFFFF
+
+
+def map_generic_access(m, body: int, access: int) -> int:
+    """RtlMapGenericMask with the object type's mapping (the File type's; other types
+    keep only their specific rights)."""
+    if type_of(m, body) == "File":
+        for generic, specific in zip(GENERIC_RIGHTS, FILE_GENERIC_MAPPING, strict=True):
+            if access & generic:
+                access = access & ~generic | specific
+    return access & GRANTED_ACCESS_BITS
 
 
 def lookup_handle(m, handle_table: int, handle: int) -> int | None:

@@ -9,7 +9,7 @@ import pytest
 
 from kdsim.labs.catalog import labs
 from kdsim.labs.spec import AnswerField, LabError, StopSpec, parse_lab
-from kdsim.labs.tomlpos import Locator
+from machine.tomlpos import Locator
 
 GOOD = '''\
 [scenario]

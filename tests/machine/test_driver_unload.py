@@ -170,5 +170,5 @@ def test_unload_event_must_name_a_driver_of_the_scenario():
     text = scenario(cancel=True).replace('driver = "tmr"\n', 'driver = "nosuch"\n')
     with pytest.raises(ScenarioError) as err:
         boot_scenario(parse_scenario(text, "unloader.toml"))
-    assert "unload_driver needs `driver`" in err.value.message
-    assert err.value.line == text.splitlines().index('action = "unload_driver"') + 1
+    assert err.value.message.startswith("unknown driver `nosuch` in `driver`")
+    assert err.value.line == text.splitlines().index('driver = "nosuch"') + 1

@@ -9,9 +9,9 @@ from machine.types.view import Struct
 def test_catalog_has_every_type_and_enum_of_the_build():
     cat = load_catalog()
     assert cat.build == "10.0.19045.2965"
-    # 219 from the reference facts, 14 from layouts-supplement.json (2 + 11 of Driver
-    # Verifier's + _UNLOADED_DRIVERS)
-    assert len([n for n in cat.names() if cat.get(n).kind != "enum"]) == 219 + 14
+    # 219 from the reference facts, 16 from layouts-supplement.json (2 + 11 of Driver
+    # Verifier's + _UNLOADED_DRIVERS + the power manager's _TRIAGE_9F_POWER, _POP_IRP_DATA)
+    assert len([n for n in cat.names() if cat.get(n).kind != "enum"]) == 219 + 16
     assert len([n for n in cat.names() if cat.get(n).kind == "enum"]) == 43
     assert cat.get("nt!_eprocess").size == 0xA40
     assert cat.resolve("_EPROCESS", "Pcb.DirectoryTableBase")[0] == 0x28
