@@ -144,7 +144,8 @@ def _timer_target(s, timer: int) -> tuple[int, str, int, int]:
             return dpc, "", 0, 0
         parts = s.symbols.split_name(routine)
         if parts is None:
-            return dpc, "", routine, 0
+            gone = s.symbols.name_for(routine)  # `<Unloaded_x.sys>+0x..`, as k names it
+            return (dpc, gone, 0, 0) if gone else (dpc, "", routine, 0)
         module, symbol, off = parts
         return dpc, f"{module}!{symbol}" if symbol else module, off, 0
     head = r.field_addr("_KTIMER", timer, "Header.WaitListHead")

@@ -298,6 +298,8 @@ class _Dt:
         name = self.sym.name_for(target) if self.sym is not None else None
         if name and "!" in name:
             symbol = name if "+" in name.split("!", 1)[1] else name + "+0"
+        elif name and name.startswith("<Unloaded_"):
+            symbol = name  # in a driver that has been unloaded, named as k names it
         elif name is None:
             symbol = f"+{target:x}"  # outside every module: kd shows the bare address
         else:

@@ -1,6 +1,7 @@
-"""!idt: the current processor's interrupt descriptor table, read from KPCR.IdtBase as
-256 `_KIDTENTRY64` gates; device vectors name their ISRs through the `_KINTERRUPT`
-objects in KPRCB.InterruptObject[vector] (shared vectors chained by InterruptListEntry)."""
+"""!idt: a processor's interrupt descriptor table (-a: every processor's), read from
+KPCR.IdtBase as 256 `_KIDTENTRY64` gates; device vectors name their ISRs through the
+`_KINTERRUPT` objects in KPRCB.InterruptObject[vector] (shared vectors chained by
+InterruptListEntry)."""
 
 from __future__ import annotations
 
@@ -104,17 +105,26 @@ def render_idt(idt: int, rows: list[IdtRow]) -> list[str]:
 
 @command("!idt", syntax="!idt [-a] [vector]",
          help="Show the current processor's interrupt descriptor table: each vector's "
-              "handler, IST stack and connected interrupt objects; -a includes unused "
-              "device vectors.")
+              "handler, IST stack and connected interrupt objects.  -a shows the table "
+              "of every processor in turn, unused device vectors included; a vector "
+              "shows that one entry of the current processor's table.")
 def idt_cmd(s, args: str) -> Result:
     words = args.split()
-    everything = "-a" in (w.lower() for w in words)
+    every_processor = "-a" in (w.lower() for w in words)
     rest = " ".join(w for w in words if w.lower() != "-a")
-    vectors: range | list[int] = range(IDT_ENTRIES)
     if rest:
         vector = s.evaluate(rest)
         if not 0 <= vector < IDT_ENTRIES:
             raise KdError(f"Invalid vector {vector:x}")
-        vectors, everything = [vector], True
-    idt, rows = read_idt(s, s.processor, vectors, everything)
-    return Result(render_idt(idt, rows), {"idt": idt, "vectors": [asdict(r) for r in rows]})
+        idt, rows = read_idt(s, s.processor, [vector], True)
+        return Result(render_idt(idt, rows), {"idt": idt, "vectors": [asdict(r) for r in rows]})
+    processors = range(s.target.processor_count) if every_processor else [s.processor]
+    lines: list[str] = []
+    tables = []
+    for n in processors:
+        idt, rows = read_idt(s, n, range(IDT_ENTRIES), every_processor)
+        lines += render_idt(idt, rows)
+        tables.append({"processor": n, "idt": idt, "vectors": [asdict(r) for r in rows]})
+    if not every_processor:
+        return Result(lines, tables[0] | {"processor": s.processor})
+    return Result(lines, {"processors": tables})

@@ -258,7 +258,16 @@ def ln_cmd(s, args: str) -> Result:
         address = s.register("rip") or 0
     m = s.symbols.module_at(address)
     if m is None:
-        return Result([], {"address": address, "module": None})
+        gone = s.symbols.unloaded_at(address)
+        if gone is None:
+            return Result([], {"address": address, "module": None})
+        # An unloaded driver's symbols are gone with it: kd names the address by the
+        # image's old range, as k and u do.
+        name = s.symbols.name_for(address)
+        return Result([f"({addr(gone.base)})   {name}"],
+                      {"address": address, "module": None, "unloaded": gone.image,
+                       "below": {"name": name, "address": gone.base}, "above": None,
+                       "exact": []})
     rows = _sorted_symbols(m)
     below = [r for r in rows if r.address <= address]
     above = [r for r in rows if r.address > address]

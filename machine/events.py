@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from machine.ps.usermode import Syscall
 from machine.scenario_schema import BOOL, TEXT, U32, U64, Int, Key
 
@@ -93,6 +95,17 @@ FILE_OPEN = 1
 GENERIC_READ_WRITE = 0xC0000000
 
 
+def unrolled(steps: list[dict]) -> Iterator[dict]:
+    """A program's steps in the order they run: a `repeat` step runs its `steps` that
+    many times (lazily: a long loop costs no memory)."""
+    for step in steps:
+        if "repeat" in step:
+            for _ in range(int(step["repeat"])):
+                yield from unrolled(step["steps"])
+        else:
+            yield step
+
+
 def start_process(m, ev: dict) -> None:
     from machine.boot import start_user_thread
     from machine.ps.create import create_process
@@ -108,7 +121,7 @@ def start_process(m, ev: dict) -> None:
         handles: dict[str, int] = {}
         space, base = proc.space, proc.peb
         iosb = base + IOSB_OFFSET
-        for step in steps:
+        for step in unrolled(steps):
             if "open" in step:
                 oa = base + OBJECT_ATTRIBUTES_OFFSET
                 write_object_attributes(space, oa, base + NAME_OFFSET, step["open"])
@@ -315,4 +328,5 @@ STEP_KEYS: dict[str, dict[str, Key]] = {
     "queue_apc": {"queue_apc": Int(0, U64)},
     "sleep_ms": {"sleep_ms": Int(0, 86_400_000), "alertable": BOOL},
     "test_alert": {"test_alert": BOOL},
+    "repeat": {"repeat": Int(1, 100_000), "steps": Key("steps", True)},
 }

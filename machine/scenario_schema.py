@@ -277,10 +277,10 @@ class SchemaChecker:
             raise
         return True
 
-    def program(self, steps: list[dict], path: Path) -> None:
+    def program(self, steps: list[dict], path: Path, opened: set[str] | None = None) -> None:
         from machine.events import STEP_KEYS
 
-        opened: set[str] = set()
+        opened = set() if opened is None else opened
         for i, step in enumerate(steps):
             where = (*path, i)
             verbs = [k for k in step if k in STEP_KEYS]
@@ -294,6 +294,8 @@ class SchemaChecker:
             self.keys(step, where, "a program step", STEP_KEYS[verb], f" `{verb}`")
             if verb == "open":
                 opened.add(step["open"])
+            if verb == "repeat":  # its steps see the devices opened before it, and open more
+                self.program(step["steps"], (*where, "steps"), opened)
             for key, spec in STEP_KEYS[verb].items():
                 if spec.kind == "device" and key in step and step[key] not in opened:
                     raise self.fail(self.at.value((*where, key)),

@@ -233,6 +233,14 @@ def test_idt_names_the_isrs_of_a_shared_device_vector(rich):
                        "\t" + " " * 17 + f"ks!Isr2 (KINTERRUPT {k2:016x})", ""]
     full = run(session_on(m, 2), "!idt")
     assert f"80:\t{thunk(m, 0x80):016x} ks!Isr1 (KINTERRUPT {first1 + 2 * size:016x})" in full
+    # -a: every processor's table in turn, each with its own interrupt objects.
+    every = run(session_on(m, 2), "!idt -a")
+    heads = [i for i, line in enumerate(every) if line.startswith("Dumping IDT: ")]
+    assert [every[i] for i in heads] == [f"Dumping IDT: {p.idt:016x}" for p in m.processors]
+    for proc, start in zip(m.processors, heads, strict=True):
+        table = every[start:heads[proc.number + 1] if proc.number + 1 < len(heads) else None]
+        k1 = first1 + proc.number * size
+        assert f"80:\t{thunk(m, 0x80):016x} ks!Isr1 (KINTERRUPT {k1:016x})" in table
 
 
 def test_idt_options_and_errors(session, app):

@@ -49,3 +49,10 @@ def test_analyze_blames_the_unloaded_driver(crashed):
     assert f"Arg1: {dpc:016x}, Memory address referenced" in out
     assert "IMAGE_NAME:  tmr.sys" in out and "MODULE_NAME: tmr" in out
     assert f"SYMBOL_NAME:  tmr+{dpc - base:x}" in out
+
+
+
+def test_ln_names_an_address_in_the_unloaded_image(crashed):
+    _m, s, base, _end, dpc = crashed
+    assert run(s, f"ln {dpc:x}") == [f"({base >> 32:08x}`{base & 0xFFFFFFFF:08x})   "
+                                     f"<Unloaded_tmr.sys>+0x{dpc - base:x}"]

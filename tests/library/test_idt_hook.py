@@ -9,7 +9,7 @@ from machine.ke.idt import read_gate
 from tests.library import labkit
 
 NAME = "idt-hook"
-SOLUTION = ["!idt", "~1s", "!idt", "u arenaguard!AgTickSampler",
+SOLUTION = ["!idt -a", "u arenaguard!AgTickSampler",
             "ln poi(arenaguard!OriginalClockHandler)"]
 RIGHT = ".submit driver=arenaguard.sys routine=AgTickSampler cause=idt-hook vector=d1 " \
         "processor=1"
@@ -46,11 +46,13 @@ def test_only_processor_1s_clock_gate_goes_through_the_hook_which_chains(m):
 
 def test_the_solution_reveals_the_key_and_is_graded(m, tmp_path):
     out = labkit.transcript(NAME, [*SOLUTION, RIGHT, WRONG], tmp_path)
-    idt0, _, idt1, u, ln = labkit.outputs(out)[1:6]
+    idt, u, ln = labkit.outputs(out)[1:4]
     hook, clock = m.sym("arenaguard!AgTickSampler"), m.sym("nt!HalpTimerClockInterrupt")
+    # !idt -a: processor 0's table, then processor 1's.
+    idt0, idt1 = idt.split(f"Dumping IDT: {m.processors[1].idt:016x}")
+    assert f"Dumping IDT: {m.processors[0].idt:016x}" in idt0
     assert f"d1:\t{clock:016x} nt!HalpTimerClockInterrupt" in idt0.splitlines()
     assert f"d1:\t{hook:016x} arenaguard!AgTickSampler" in idt1.splitlines()
-    assert f"Dumping IDT: {m.processors[1].idt:016x}" in idt1
     assert "jmp     qword ptr [arenaguard!OriginalClockHandler" in u
     assert "nt!HalpTimerClockInterrupt" in ln
     labkit.assert_right_then_wrong(out, RIGHT, WRONG)

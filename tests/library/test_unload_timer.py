@@ -83,11 +83,12 @@ def test_the_solution_reveals_the_key_and_is_graded(solution, tmp_path):
     assert name == "tzpoll.sys"
     assert int(start.replace("`", ""), 16) <= routine < int(stop.replace("`", ""), 16)
     periodic = [line for line in parts[4].splitlines() if " P " in line]
-    assert len(periodic) == 1 and f"{routine:x}" in periodic[0]
+    # named as k names it: the image is gone, its old range is remembered
+    assert len(periodic) == 1 and "<Unloaded_tzpoll.sys>+0x" in periodic[0]
     assert parts[5].splitlines()[1].endswith("(Allocated) *TzPl")
     assert "   +0x03c Period           : 0x64" in parts[6]  # 100 ms
     assert f"   +0x018 DeferredRoutine  : 0x{routine >> 32:08x}`{routine & 0xFFFFFFFF:08x}" \
-        in parts[7]
+        "     void  <Unloaded_tzpoll.sys>+0x" in parts[7]
     assert parts[8].split()[1] == "00000000`00000001"  # the stop flag TzUnload set
     labkit.assert_right_then_wrong(out, RIGHT, WRONG)
 

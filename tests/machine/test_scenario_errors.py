@@ -147,7 +147,7 @@ CASES = [
      "output)"),
     ("    { open = '\\\\.\\Lab' },", "    { opne = '\\\\.\\Lab' },", ("{ opne", 0, 0),
      "a program step has no step key (each has one of: open, close, ioctl, read, write, "
-     "cancel, exit_thread, exit_process, queue_apc, sleep_ms, test_alert)"),
+     "cancel, exit_thread, exit_process, queue_apc, sleep_ms, test_alert, repeat)"),
     ('driver = "other"', 'driver = "another"', ('"another"', 0, 0),
      "unknown driver `another` in `driver` (the drivers are: lab, other)"),
     ('verifier = ["lab"]', 'verifier = ["lab", "nosuch.sys"]', ('"nosuch.sys"', 0, 0),
@@ -155,6 +155,11 @@ CASES = [
     ("device = '\\\\.\\Lab'", "device = '\\\\.\\Lba'", ("'\\\\.\\Lba'", 0, 0),
      "`device` names '\\\\.\\Lba', which the program has not opened (an earlier "
      "{ open = ... } step)"),
+    ("    { ioctl = 0x222003,", "    { repeat = 2, steps = [{ ioctl = 0x22, device = 'x' }] },\n"
+     "    { ioctl = 0x222003,", ("'x'", 0, 0),
+     "`device` names 'x', which the program has not opened (an earlier { open = ... } step)"),
+    ("    { ioctl = 0x222003,", "    { repeat = 0, steps = [] },\n    { ioctl = 0x222003,",
+     ("0, steps", 0, 0), "`repeat` must be from 1 to 0x186a0, not 0"),
     ('page_of = "lab!Buffer"', 'page_of = "lab!Bufer"', ('"lab!Bufer"', 0, 0),
      "`page_of` names `Bufer`, which is not a global of driver lab"),
     ('page_of = "lab!Buffer"', 'page_of = "labx!Buffer"', ('"labx!Buffer"', 0, 0),
