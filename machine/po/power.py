@@ -22,7 +22,12 @@ from machine.io.irp import (
     free_irp,
 )
 from machine.ke.native import Call, routine
-from machine.rtl.lists import initialize_list_head, insert_tail_list, remove_entry_list
+from machine.rtl.lists import (
+    initialize_list_head,
+    insert_tail_list,
+    iterate_list,
+    remove_entry_list,
+)
 from machine.types.view import Struct
 
 IRP_MJ_POWER = 0x16
@@ -143,12 +148,7 @@ def power_stacks(m) -> list[tuple[int, int]]:
 
 def tracked_irps(m) -> list[int]:
     """The _POP_IRP_DATA blocks on nt!PopIrpList (Link is at offset 0)."""
-    head = m.sym("nt!PopIrpList")
-    out, entry = [], m.kspace.read_u64(head)
-    while entry != head:
-        out.append(entry)
-        entry = m.kspace.read_u64(entry)
-    return out
+    return list(iterate_list(m.kspace, m.sym("nt!PopIrpList")))
 
 
 def irp_data_of(m, irp: int) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from machine.machine import STEPS_PER_TICK
+from machine.po.power import tracked_irps
 from machine.scenario import ScenarioError, boot_scenario, parse_scenario
 from machine.types.view import Struct
 
@@ -109,12 +110,7 @@ def g(m, name: str) -> int:
 
 
 def tracked(m) -> list[int]:
-    head = m.sym("nt!PopIrpList")
-    out, entry = [], m.kspace.read_u64(head)
-    while entry != head:
-        out.append(entry)
-        entry = m.kspace.read_u64(entry)
-    return out
+    return tracked_irps(m)
 
 
 def test_a_stack_that_passes_the_irp_down_completes_the_transition_and_is_untracked():
