@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from commands import analyze_power, fmt
+from commands import analyze_exception, analyze_power, analyze_trap, fmt
 from commands.errors import KdError
 from commands.process import Kernel
 from commands.registers import register_block, trap_registers
@@ -20,6 +20,9 @@ from commands.symbols import Module, module_name
 from commands.target import MemoryAccessError
 
 MEMORY_REFERENCE_CODES = {0xA, 0xD1, 0x50}
+KERNEL_MODE_EXCEPTION_NOT_HANDLED = 0x8E  # Arg3: the trap frame
+UNEXPECTED_KERNEL_MODE_TRAP = 0x7F  # Arg1: the trap number
+HARDWARE_INTERRUPT_STORM = 0xF2  # Arg1: the storming vector's ISR
 BANNER = ["*" * 79, "*" + " " * 77 + "*", "*" + " " * 24 + "Bugcheck Analysis" + " " * 36 + "*",
           "*" + " " * 77 + "*", "*" * 79, ""]
 
@@ -63,12 +66,31 @@ def subcode_table() -> dict[tuple[int, int], tuple[str, str, str, str]]:
     return out
 
 
+@cache
+def argument_texts() -> dict[tuple[int, int], str]:
+    """(code, argument number) -> the text !analyze prints where it differs from the
+    documented parameter meaning (0x1E's Arg3 and Arg4: the exception's parameters)."""
+    text = (resources.files("commands") / "data" / "analyze-argument-texts.tsv").read_text()
+    out = {}
+    for line in text.splitlines()[1:]:
+        cols = line.split("\t")
+        if len(cols) == 3:
+            out[(int(cols[0], 16), int(cols[1]))] = cols[2]
+    return out
+
+
 def parameter_meanings(code: int, params: list[int]) -> tuple[str, str, str, str]:
     sub = subcode_table().get((code, params[0]))
     if sub is not None:
         return sub
     info = bugcheck_table().get(code)
-    return info.params if info else ("", "", "", "")
+    meanings = list(info.params if info else ("", "", "", ""))
+    for i in range(4):
+        meanings[i] = argument_texts().get((code, i + 1), meanings[i])
+    if code == UNEXPECTED_KERNEL_MODE_TRAP:
+        # kd names the one trap that happened, and says nothing of the other three
+        meanings = [analyze_trap.trap_names().get(params[0], meanings[0]), "", "", ""]
+    return meanings[0], meanings[1], meanings[2], meanings[3]
 
 
 def read_bugcheck(s) -> tuple[int, list[int]] | None:
@@ -105,6 +127,9 @@ class Analysis:
     module: str = ""
     image: str = ""
     symbol: str = ""
+    image_only: bool = False  # the culprit is an image, with no routine in it to name
+    context_record: int | None = None  # the exception's context, when the stack is its
+    exception_lines: list[str] = field(default_factory=list)  # EXCEPTION_RECORD, CONTEXT
     func_offset: int = 0
     bucket: str = ""
     failure_hash: str = ""
@@ -164,9 +189,20 @@ def analyze(s) -> Analysis:
     except MemoryAccessError:
         a.process_name = ""
     regs = s.target.registers(proc)
-    a.stack = walk(s.target, s.symbols, regs["rip"], regs["rsp"])
+    exc = analyze_exception.read(s, code, params) if analyze_exception.applies(code) else None
+    if exc is not None:
+        # kd analyses the exception's context: its stack, its faulting instruction
+        a.context_record = exc.context
+        a.exception_lines = list(exc.lines)
+        regs = exc.registers
+        a.stack = walk(s.target, s.symbols, regs["rip"], regs["rsp"], regs=regs)
+    else:
+        a.stack = walk(s.target, s.symbols, regs["rip"], regs["rsp"])
     a.stack_sites = [call_site(s, f.ip) for f in a.stack]
-    trap = next((f.trap_frame for f in a.stack if f.trap_frame is not None), None)
+    trap = None
+    if exc is None:
+        trap = (params[2] or None) if code == KERNEL_MODE_EXCEPTION_NOT_HANDLED else \
+            analyze_trap.stop_trap_frame(s, a.stack)
     trap_rip = None
     if trap is not None:
         a.trap_frame = trap
@@ -179,21 +215,14 @@ def analyze(s) -> Analysis:
         write_param = params[1] if code == 0x50 else params[2]
         label = "WRITE_ADDRESS" if write_param & 1 else "READ_ADDRESS"
         a.address_kind = (label, params[0], _region(s, params[0]))
-    module, ip = _culprit(s, a.stack, trap_rip)
-    if module is not None:
-        a.module = module.name
-        a.image = module.image
-        parts = s.symbols.split_name(ip)
-        if parts and parts[1]:
-            a.symbol = f"{parts[0]}!{parts[1]}+{parts[2]:x}"
-            a.func_offset = parts[2]
-            func = f"{parts[0]}!{parts[1]}"
-        else:
-            a.symbol = f"{module.name}+{ip - module.base:x}"
-            a.func_offset = ip - module.base
-            func = f"{module.name}!unknown_function"
-        prefix = "AV_" if code in MEMORY_REFERENCE_CODES else f"0x{code:X}_"
-        a.bucket = prefix + func
+    if exc is not None and regs["rip"] == 0:
+        _blame_null_ip(s, a, code, params[0])
+    else:
+        if exc is not None:
+            trap_rip = regs["rip"]
+        elif code == HARDWARE_INTERRUPT_STORM and s.symbols.module_at(params[0]) is not None:
+            trap_rip = params[0]  # the storming vector's ISR, not what it interrupted
+        _blame(s, a, code, *_culprit(s, a.stack, trap_rip))
     if analyze_power.applies(code, params):
         _blame_power_irp_holder(s, a, params[3])
     digest = hashlib.md5(a.bucket.encode()).hexdigest()
@@ -207,6 +236,33 @@ def analyze(s) -> Analysis:
     return a
 
 
+def _blame(s, a: Analysis, code: int, module: Module | None, ip: int | None) -> None:
+    """SYMBOL_NAME, MODULE_NAME, IMAGE_NAME and the bucket, from the culprit's address."""
+    if module is None or ip is None:
+        return
+    a.module = module.name
+    a.image = module.image
+    parts = s.symbols.split_name(ip)
+    if parts and parts[1]:
+        a.symbol = f"{parts[0]}!{parts[1]}+{parts[2]:x}"
+        a.func_offset = parts[2]
+        func = f"{parts[0]}!{parts[1]}"
+    else:
+        a.symbol = f"{module.name}+{ip - module.base:x}"
+        a.func_offset = ip - module.base
+        func = f"{module.name}!unknown_function"
+    prefix = "AV_" if code in MEMORY_REFERENCE_CODES else f"0x{code:X}_"
+    a.bucket = prefix + func
+
+
+def _blame_null_ip(s, a: Analysis, code: int, status: int) -> None:
+    """An exception at rip 0: kd reports the NULL instruction pointer; with nothing on the
+    stack to name, the analysis is inconclusive (it does not blame KeBugCheckEx)."""
+    a.exception_lines += analyze_exception.null_ip_lines(s, a.stack[0].regs if a.stack else {})
+    a.module, a.image, a.symbol = "Unknown_Module", "Unknown_Image", "ANALYSIS_INCONCLUSIVE"
+    a.bucket = analyze_exception.null_ip_bucket(code, status)
+
+
 def _blame_power_irp_holder(s, a: Analysis, irp: int) -> None:
     """0x9F subtype 3: the driver holding the blocked IRP, not the watchdog's stack."""
     b = analyze_power.blocked_irp(s, irp)
@@ -214,13 +270,14 @@ def _blame_power_irp_holder(s, a: Analysis, irp: int) -> None:
     if b.module is not None:
         a.module, a.image, a.symbol, a.func_offset = b.module.name, b.module.image, \
             b.module.image, 0
+        a.image_only = True  # "Probably caused by : x.sys", no routine to name
     a.bucket = analyze_power.bucket(b)
 
 
 def _arg_lines(args: list[tuple[int, str]]) -> list[str]:
     out = []
     for i, (value, meaning) in enumerate(args, 1):
-        text = f"Arg{i}: {value:016x}, {meaning}"
+        text = f"Arg{i}: {value:016x}, {meaning}" if meaning else f"Arg{i}: {value:016x}"
         wrapped = textwrap.wrap(text, 79, subsequent_indent="\t") or [text]
         out += wrapped
     return out
@@ -242,6 +299,8 @@ def render(s, a: Analysis, verbose: bool) -> list[str]:
     for i, (value, _) in enumerate(a.args, 1):
         out += [f"BUGCHECK_P{i}: {value:x}", ""]
     out += a.details
+    if verbose:
+        out += a.exception_lines
     if verbose and a.address_kind is not None:
         label, addr, region = a.address_kind
         out += [f"{label}:  {addr:016x} {region}".rstrip(), ""]
@@ -259,7 +318,12 @@ def render(s, a: Analysis, verbose: bool) -> list[str]:
     out += [f"SYMBOL_NAME:  {a.symbol}", "", f"MODULE_NAME: {a.module}", "",
             f"IMAGE_NAME:  {a.image}", ""]
     if verbose:
-        cmd = f".trap 0x{a.trap_frame:016x} ; kb" if a.trap_frame is not None else "kb"
+        if a.context_record is not None:
+            cmd = f".cxr 0x{a.context_record:016x} ; kb"
+        elif a.trap_frame is not None:
+            cmd = f".trap 0x{a.trap_frame:016x} ; kb"
+        else:
+            cmd = "kb"
         out += [f"STACK_COMMAND:  {cmd}", "", f"BUCKET_ID_FUNC_OFFSET:  {a.func_offset:x}", ""]
     out += [f"FAILURE_BUCKET_ID:  {a.bucket}", ""]
     if verbose:
@@ -306,6 +370,7 @@ def analyze_cmd(s, args: str) -> Result:
     data = {"code": a.code, "name": a.name, "args": [v for v, _ in a.args],
             "process_name": a.process_name, "trap_frame": a.trap_frame,
             "module": a.module, "image": a.image, "symbol": a.symbol,
+            "image_only": a.image_only, "context_record": a.context_record,
             "failure_bucket_id": a.bucket, "failure_id_hash": a.failure_hash,
             "stack": [{"child_sp": f.child_sp, "ret_addr": f.ret_addr, "call_site": c}
                       for f, c in zip(a.stack, a.stack_sites, strict=True)]}

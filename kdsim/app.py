@@ -93,7 +93,8 @@ class App:
                  "Use !analyze -v to get detailed debugging information.", "",
                  f"BugCheck {a.code:X}, {{{params}}}", ""]
         if a.image:
-            lines += [f"Probably caused by : {a.image} ( {a.symbol} )", ""]
+            culprit = a.image if a.image_only else f"{a.image} ( {a.symbol} )"
+            lines += [f"Probably caused by : {culprit}", ""]
         lines += ["Followup:     MachineOwner", "---------", ""]
         return lines
 
