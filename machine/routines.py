@@ -44,3 +44,7 @@ from machine.ps import lookup as _lookup  # noqa: E402, F401
 # The power manager and IoAttachDevice, declared last so earlier nt addresses stay.
 from machine.io import attach as _io_attach  # noqa: E402, F401
 from machine.po import power as _power  # noqa: E402, F401
+
+# isort: split
+# Spin locks at DISPATCH_LEVEL, critical regions, stall, tick count: last, as above.
+from machine.ke import driver_services as _driver_services  # noqa: E402, F401

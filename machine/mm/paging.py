@@ -83,8 +83,14 @@ class IntAccess:
         self.write_int(va, 8, value)
 
 
+KERNEL_PML4_FIRST = 256  # PML4 index of the first kernel-half entry
+
+
 class AddressSpace(IntAccess):
-    """One DirectoryTableBase.  Kernel-half PML4 entries are shared between spaces."""
+    """One DirectoryTableBase.  Kernel-half PML4 entries are shared between spaces: a
+    kernel top-level entry made in any of them, at any time, is written to all of them,
+    so kernel memory mapped after a process was created is mapped in that process too
+    (as on Windows, where every process sees the same system address space)."""
 
     def __init__(self, phys: PhysicalMemory, pml4_pfn: int | None = None) -> None:
         self.phys = phys
@@ -93,16 +99,22 @@ class AddressSpace(IntAccess):
         self._tlb_gen = phys.pt_generation
         # Called for each user page mapped where none was (the process's commit charge).
         self.on_new_user_page: Callable[[], None] | None = None
+        # Every space sharing this one's kernel half (one list object, shared by all of
+        # them), in the order they joined.
+        self.kernel_sharers: list[AddressSpace] = [self]
 
     @property
     def cr3(self) -> int:
         return self.pml4_pfn << PAGE_SHIFT
 
     def share_kernel_half(self, other: AddressSpace) -> None:
-        """Copy the kernel-half PML4 entries (256..511) of another space."""
+        """Copy the kernel-half PML4 entries (256..511) of another space, and keep
+        receiving the ones any sharing space creates from now on."""
         src = self.phys.frame(other.pml4_pfn)
         self.phys.frame(self.pml4_pfn)[0x800:0x1000] = src[0x800:0x1000]
         self.phys.pt_generation += 1
+        self.kernel_sharers = other.kernel_sharers
+        self.kernel_sharers.append(self)
 
     # -- building the tables ---------------------------------------------------------
 
@@ -120,8 +132,13 @@ class AddressSpace(IntAccess):
                 flags = PTE_PRESENT | PTE_WRITE | PTE_ACCESSED | PTE_DIRTY
                 if va < CANONICAL_KERNEL:
                     flags |= PTE_USER
-                self.phys.write_u64(pa, (new << PAGE_SHIFT) | flags)
                 e = (new << PAGE_SHIFT) | flags
+                if level == 0 and idx[0] >= KERNEL_PML4_FIRST:
+                    # A new kernel top-level entry: into every space's PML4 at once.
+                    for space in self.kernel_sharers:
+                        self.phys.write_u64((space.pml4_pfn << PAGE_SHIFT) + idx[0] * 8, e)
+                else:
+                    self.phys.write_u64(pa, e)
             table = (e & ADDR_MASK) >> PAGE_SHIFT
         return (table << PAGE_SHIFT) + idx[3] * 8
 
