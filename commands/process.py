@@ -217,6 +217,9 @@ class Kernel:
                 if otype == 2:
                     owner = r.field("_KMUTANT", obj, "OwnerThread")
                     text_type = f"Mutant - owning thread {owner:016x}"
+                elif otype == 5:  # kd shows a semaphore's limit
+                    limit = r.field("_KSEMAPHORE", obj, "Limit") & 0xFFFFFFFF
+                    text_type = f"Semaphore Limit 0x{limit:x}"
                 waits.append((obj, text_type))
         elif state in (1, 2):
             text += f" on processor {r.field(t, et, 'Tcb.NextProcessor')}"

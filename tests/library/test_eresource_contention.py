@@ -91,3 +91,25 @@ def test_the_solution_reveals_the_key_and_is_graded(m, tmp_path):
 def test_same_seed_same_transcript(m, tmp_path):
     assert labkit.transcript(NAME, _solution(m), tmp_path / "a") == \
         labkit.transcript(NAME, _solution(m), tmp_path / "b")
+
+
+def test_thread_shows_what_each_waiter_waits_on(m, tmp_path):
+    """A shared waiter waits on the resource's semaphore (kd prints its limit), an
+    exclusive waiter on its synchronization event."""
+    res = Struct(m.kspace, "_ERESOURCE", m.sym("cfgstore!ConfigLock"))
+    shared, exclusive = res.get("SharedWaiters"), res.get("ExclusiveWaiters")
+    waits = {}
+    for thread in m.threads:
+        kt = Struct(m.kspace, "_KTHREAD", thread.ethread)
+        if kt.get("State") == 5 and kt.get("WaitReason") == 27:  # WrResource
+            block = kt.get("WaitBlockList")
+            waits[thread.ethread] = Struct(m.kspace, "_KWAIT_BLOCK", block).get("Object")
+    assert sorted(set(waits.values())) == sorted({shared, exclusive})
+    commands = [f"!thread {t:x}" for t in sorted(waits)]
+    outs = labkit.outputs(labkit.transcript(NAME, commands, tmp_path))[1:1 + len(commands)]
+    for thread, out in zip(sorted(waits), outs, strict=True):
+        second = out.splitlines()[1]
+        if waits[thread] == shared:
+            assert second == f"    {shared:016x}  Semaphore Limit 0x7fffffff"
+        else:
+            assert second == f"    {exclusive:016x}  SynchronizationEvent"
