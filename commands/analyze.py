@@ -315,8 +315,9 @@ def render(s, a: Analysis, verbose: bool) -> list[str]:
             out.append(f"{fmt.addr(f.child_sp)} {fmt.addr(f.ret_addr)}     : "
                        + " ".join(fmt.addr(x) for x in f.args) + f" : {site}")
         out += ["", ""]
-    out += [f"SYMBOL_NAME:  {a.symbol}", "", f"MODULE_NAME: {a.module}", "",
-            f"IMAGE_NAME:  {a.image}", ""]
+    if not a.image_only:  # an image-only culprit was named with the code's details
+        out += [f"SYMBOL_NAME:  {a.symbol}", "", f"MODULE_NAME: {a.module}", "",
+                f"IMAGE_NAME:  {a.image}", ""]
     if verbose:
         if a.context_record is not None:
             cmd = f".cxr 0x{a.context_record:016x} ; kb"

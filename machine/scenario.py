@@ -75,12 +75,6 @@ class Scenario:
         return DEFAULT_STEP_BUDGET if self.step_budget is None else self.step_budget
 
 
-def _line_of(text: str, snippet: str) -> int:
-    """The line of a snippet's first occurrence (for messages made without a Locator)."""
-    idx = text.find(snippet.strip("\n")[:40]) if snippet.strip() else -1
-    return text.count("\n", 0, idx) + 1 if idx >= 0 else 1
-
-
 def parse_scenario(text: str, path: str) -> Scenario:
     """The scenario a text describes, checked (machine.scenario_schema) and its drivers'
     `source` compiled; nothing runs.  Every error is one ScenarioError at file:line:col."""
@@ -150,9 +144,7 @@ def load_order(drivers: list[DriverSpec], check: SchemaChecker) -> list[DriverSp
 
 def _check_events(s: Scenario, check: SchemaChecker) -> None:
     """What the events name that is known once the drivers are compiled (page_of's
-    variable), then each action's own checks (machine.events.event_action)."""
-    from machine.events import event_action
-
+    variable)."""
     drivers = {d.name: d for d in s.drivers}
     for i, ev in enumerate(s.events):
         target = ev.get("page_of")
@@ -165,7 +157,6 @@ def _check_events(s: Scenario, check: SchemaChecker) -> None:
             if module in drivers and name not in drivers[module].data_names:
                 raise check.fail(where, f"`page_of` names `{name}`, which is not a global "
                                         f"of driver {module}")
-        event_action(ev, s)
 
 
 def _source_origin(text: str, source: str, start: int) -> tuple[int, int, int]:
@@ -347,7 +338,7 @@ def boot_scenario(scen: Scenario, seed: int | None = None, cpus: int | None = No
                 install_device_memory(m, int(ev["registers"]))
         return build_driver_images(m, scen, lambda img: m.verifier.driver_loaded(m, img))
 
-    events = [(int(ev.get("at_tick", 0)), event_action(ev, scen)) for ev in scen.events]
+    events = [(int(ev.get("at_tick", 0)), event_action(ev)) for ev in scen.events]
     m = boot(config, load, events, settle_steps)
     m.scenario = scen
     if scen.step_budget is not None:  # a debugger's `g` runs as far as the scenario's runs

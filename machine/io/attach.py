@@ -16,9 +16,9 @@ def IoAttachDevice(m, proc, a):
     *AttachedDevice.  (Windows opens the target with a file object for this, sending
     IRP_MJ_CREATE and IRP_MJ_CLOSE to its stack; the lookup here goes straight through
     the object namespace.)"""
-    from machine.ob.object import lookup_object
+    from machine.io.iomgr import resolve_device_path
 
-    target = lookup_object(m, read_unicode_string(proc.cpu.mem, a[1]))
+    target = resolve_device_path(m, read_unicode_string(proc.cpu.mem, a[1]))
     if target is None:
         return STATUS_OBJECT_NAME_NOT_FOUND
     attached = yield Call(m.sym("nt!IoAttachDeviceToDeviceStack"), (a[0], target), ret=0xB3)

@@ -21,6 +21,7 @@ the processor stall, and the tick count.
 from __future__ import annotations
 
 from machine.ke.apc import KERNEL_MODE, apc_list_head, request_delivery
+from machine.ke.irql import spin_acquire
 from machine.ke.native import Pause, routine
 from machine.types.view import Struct
 
@@ -31,10 +32,7 @@ STALL_AT = 0x1E  # the `pause` of the stall loop
 @routine("KeAcquireSpinLockAtDpcLevel", frame=0x28, size=0x60)
 def KeAcquireSpinLockAtDpcLevel(m, proc, a):
     """(SpinLock): acquire at the current IRQL, spinning while it is held."""
-    space = proc.cpu.mem
-    while space.read_u64(a[0]) & 1:  # held elsewhere: spin, one step at a time
-        yield Pause(at=SPIN_AT)
-    space.write_u64(a[0], 1)
+    yield from spin_acquire(proc.cpu.mem, a[0], SPIN_AT)
     return 0
 
 

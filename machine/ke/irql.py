@@ -37,11 +37,16 @@ def KeLowerIrql(m, proc, a):
 @routine("KeAcquireSpinLockRaiseToDpc", frame=0x28, size=0x80)
 def KeAcquireSpinLockRaiseToDpc(m, proc, a):
     old = raise_irql(m, proc, DISPATCH_LEVEL)
-    space = proc.cpu.mem
-    while space.read_u64(a[0]) & 1:  # held elsewhere: spin, one step at a time
-        yield Pause(at=0x3B)
-    space.write_u64(a[0], 1)
+    yield from spin_acquire(proc.cpu.mem, a[0], 0x3B)
     return old
+
+
+def spin_acquire(space, lock: int, spin_at: int):
+    """Take a spin lock's word, spinning (one `pause` step at a time, at the routine's
+    offset spin_at) while another processor holds it."""
+    while space.read_u64(lock) & 1:
+        yield Pause(at=spin_at)
+    space.write_u64(lock, 1)
 
 
 @routine("KeReleaseSpinLock", frame=0x28, size=0x60)

@@ -233,6 +233,8 @@ trigger = "{trigger}"
     (0, 0x1000, "level", "registers = 4096",
      "`registers` must be from 0x80000000 to 0xfffffffffffff, not 4096"),
     (0, 0xFED40000, "edge", 'trigger = "edge"', "`trigger` must be one of: latched, level"),
+    (0, 0xFED40010, "level", "registers = 4275306512",
+     "`registers` must be a page-aligned physical address"),
 ])
 def test_device_events_are_checked(processor, registers, trigger, snippet, message):
     text = GOOD + EVENTS.format(processor=processor, registers=registers, trigger=trigger)
