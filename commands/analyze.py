@@ -14,7 +14,7 @@ from commands.errors import KdError
 from commands.process import Kernel
 from commands.registers import register_block, trap_registers
 from commands.registry import Result, command
-from commands.stack import call_site
+from commands.stack import call_site, frame_data
 from commands.stackwalk import Frame, walk
 from commands.symbols import Module, module_name
 from commands.target import MemoryAccessError
@@ -351,8 +351,9 @@ def show_code(s, words: list[str]) -> Result:
     meanings = parameter_meanings(code, params)
     lines = [f"{info.name} ({info.code:x})", *textwrap.wrap(info.summary, 79), "Arguments:"]
     lines += _arg_lines(list(zip(params, meanings, strict=True)))
-    return Result(lines, {"code": info.code, "name": info.name, "args": params,
-                          "meanings": list(meanings)})
+    return Result(lines, {"mode": "show", "code": info.code, "name": info.name,
+                          "description": info.summary or None,
+                          "args": _args_data(list(zip(params, meanings, strict=True)))})
 
 
 @command("!analyze", syntax="!analyze [-v] [-show code [p1 p2 p3 p4]] [-hang]",
@@ -366,13 +367,47 @@ def analyze_cmd(s, args: str) -> Result:
     if "-hang" in words:
         from commands.hang_analysis import hang_cmd
 
-        return hang_cmd(s)
+        result = hang_cmd(s)
+        result.data = hang_data(result.data)
+        return result
     a = analyze(s)
-    data = {"code": a.code, "name": a.name, "args": [v for v, _ in a.args],
-            "process_name": a.process_name, "trap_frame": a.trap_frame,
-            "module": a.module, "image": a.image, "symbol": a.symbol,
-            "image_only": a.image_only, "context_record": a.context_record,
-            "failure_bucket_id": a.bucket, "failure_id_hash": a.failure_hash,
-            "stack": [{"child_sp": f.child_sp, "ret_addr": f.ret_addr, "call_site": c}
-                      for f, c in zip(a.stack, a.stack_sites, strict=True)]}
-    return Result(render(s, a, "-v" in words), data)
+    return Result(render(s, a, "-v" in words), analysis_data(a, "-v" in words))
+
+
+def _args_data(args: list[tuple[int, str]]) -> list[dict]:
+    return [{"value": value, "meaning": meaning or None} for value, meaning in args]
+
+
+def analysis_data(a: Analysis, verbose: bool) -> dict:
+    """!analyze's structured result: the same whether or not -v was given (text the
+    analysis could not find is null)."""
+    info = bugcheck_table().get(a.code)
+    reference = None
+    if a.address_kind is not None:
+        label, address, region = a.address_kind
+        reference = {"access": "write" if label == "WRITE_ADDRESS" else "read",
+                     "address": address, "region": region or None}
+    return {"mode": "analysis", "verbose": verbose, "code": a.code, "name": a.name,
+            "description": (info.summary or None) if info else None,
+            "args": _args_data(a.args), "process_name": a.process_name or None,
+            "memory_reference": reference, "trap_frame": a.trap_frame,
+            "context_record": a.context_record, "module": a.module or None,
+            "image": a.image or None, "symbol": a.symbol or None, "image_only": a.image_only,
+            "func_offset": a.func_offset, "failure_bucket_id": a.bucket,
+            "failure_id_hash": a.failure_hash, "os_version": a.os_version or None,
+            "stack": [frame_data(f, site) for f, site in zip(a.stack, a.stack_sites,
+                                                             strict=True)]}
+
+
+HANG_KEYS = ("lock", "kind", "blocking_thread", "blocked_thread", "symbol", "module", "image")
+
+
+def hang_data(data: dict) -> dict:
+    """!analyze -hang's result with the same keys whether a blocked thread was found or
+    not: `blocked` is null, or the lock, its owner, the blocked thread and the culprit."""
+    if not isinstance(data, dict) or "error" in data:
+        return data
+    if data.get("blocked", ...) is None:
+        return {"mode": "hang", "blocked": None}
+    blocked = {key: data.get(key) or None for key in HANG_KEYS}
+    return {"mode": "hang", "blocked": blocked}

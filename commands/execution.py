@@ -65,7 +65,8 @@ def _go(s, args: str) -> Result:
         rest = rest.strip()
     if start is not None:
         _set_start(s, start)
-    lines, out = run(s, lambda armed, steps: s.target.go(armed, steps), frozenset(temps))
+    lines, out = run(s, lambda armed, steps: s.target.go(armed, steps), frozenset(temps),
+                     s.go_budget)
     return Result(lines, _data(s, out))
 
 

@@ -24,9 +24,14 @@ class LabHost(Protocol):
     def submit(self, answers: str, radix: int) -> Result:
         """Grade `field=value ...` answers (numbers read in `radix`)."""
 
-    def restart(self) -> tuple[Target, int, Result]:
+    def restart(self, settings: dict[str, object]) -> tuple[Target, int, Result]:
         """A new target run to the lab's stop: the target, its current processor and
-        the start-up text to print."""
+        the start-up text to print (shown with the debugger `settings` kept)."""
+
+
+# Debugger settings a restart keeps: what the command line set (-y, -i) and the prompt's
+# run limits; everything about the old machine goes.
+KEPT_SETTINGS = ("symbol_path", "symbol_cache", "image_path", "run_budget", "go_budget")
 
 
 def _lab(s) -> LabHost | None:
@@ -65,12 +70,15 @@ def restart_cmd(s, args: str) -> Result:
     lab = _lab(s)
     if lab is None:
         return _no_lab()
-    target, processor, shown = lab.restart()
+    settings = {name: getattr(s, name) for name in KEPT_SETTINGS}
+    target, processor, shown = lab.restart(settings)
     # A fresh session state on the new target (nothing set on the old machine holds),
-    # kept in the same object the prompt loop is using; the lab, the open log and the
-    # state of the command line now running stay.
+    # kept in the same object the prompt loop is using; the lab, the open log, the
+    # state of the command line now running and the debugger settings stay.
     fresh = type(s)(target, processor=processor)
     fresh.lab, fresh.log, fresh.flow = s.lab, s.log, s.flow
+    for name, value in settings.items():
+        setattr(fresh, name, value)
     vars(s).clear()
     vars(s).update(vars(fresh))
     return shown

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from commands import fmt
 from commands.errors import KdCommandError
 from commands.registry import Result, command
+from commands.symbols import module_name
 
 KERNEL_SPACE = 0xFFFF800000000000  # kernel-mode addresses start here on x64
 
@@ -116,26 +117,43 @@ def _verbose_lines(m) -> list[str]:
     return lines
 
 
+def _symbols_kind(m) -> str:
+    """The symbols kd loaded for a module: "private", "public" (a pdb with public
+    symbols only) or "none"."""
+    if m.symbols is None:
+        return "none"
+    return "private" if m.symbols.private else "public"
+
+
+def module_data(m) -> dict:
+    return {"name": m.name, "start": m.base, "end": m.end, "size": m.size, "image": m.image,
+            "path": m.path, "symbols": _symbols_kind(m),
+            "pdb": m.symbols.pdb if m.symbols is not None else None,
+            "timestamp": m.timestamp, "checksum": m.checksum}
+
+
+def unloaded_data(u) -> dict:
+    return {"name": module_name(u.image), "image": u.image, "start": u.base, "end": u.end,
+            "time": u.time}
+
+
 @command("lm", syntax="lm [v] [k|u] [l] [sm] [1m] [m pattern] [M pattern] [a address]",
          help="List loaded modules (v: verbose; m: name pattern; a: module at an address).")
 def lm_cmd(s, args: str) -> Result:
     opts = parse_lm_options(s, args)
     mods = select_modules(s, opts)
+    data = {"modules": [module_data(m) for m in mods], "unloaded": []}
     if opts.names_only:
-        return Result([m.name for m in mods], [{"name": m.name} for m in mods])
+        return Result([m.name for m in mods], data)
     lines = []
     if opts.name_pattern is not None or opts.address is not None:
         lines.append("Browse full module list")
     lines.append("start             end                 module name")
-    rows = []
     for m in mods:
         status, pdb = _status(m)
         name = m.name.ljust(8) + "   "
         line = f"{fmt.addr(m.base)} {fmt.addr(m.end)}   {name}{status:<22} {pdb}".rstrip()
         lines.append(line + (" " if not pdb else ""))
-        rows.append({"name": m.name, "start": m.base, "end": m.end, "image": m.image,
-                     "path": m.path, "symbols": status, "pdb": pdb,
-                     "timestamp": m.timestamp, "checksum": m.checksum, "size": m.size})
         if opts.verbose:
             lines += _verbose_lines(m)
     if opts.name_pattern is None and opts.address is None:
@@ -144,6 +162,5 @@ def lm_cmd(s, args: str) -> Result:
             # kd lists nt's record of unloaded drivers after the loaded ones
             lines += ["", "Unloaded modules:"]
             lines += [f"{fmt.addr(u.base)} {fmt.addr(u.end)}   {u.image}" for u in gone]
-            rows += [{"name": u.image, "start": u.base, "end": u.end, "image": u.image,
-                      "unloaded": True, "time": u.time} for u in gone]
-    return Result(lines, rows)
+            data["unloaded"] = [unloaded_data(u) for u in gone]
+    return Result(lines, data)

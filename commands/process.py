@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from commands import fmt
 from commands.errors import KdError, KdSyntaxError
 from commands.registry import Result, command
-from commands.stack import call_site
+from commands.stack import call_site, frame_data
 from commands.stackwalk import walk
 from commands.target import MemoryAccessError
 
@@ -24,22 +24,64 @@ STACK_HEADER = ("Child-SP          RetAddr               : Args to Child"
                 "                                                           : Call Site")
 STACK_HEADER_NO_ARGS = "Child-SP          RetAddr               Call Site"
 DETAIL_LINE, DETAIL_WAITS, DETAIL_FULL = "line", "waits", "full"
+MIB = 1024 * 1024
+
+
+@dataclass
+class ProcessDetails:
+    """What flag 1 adds to a process: its address space, token, times and quotas (times in
+    milliseconds, memory sizes in bytes, page counts in pages)."""
+
+    vad_root: int
+    vads: int
+    clone: int
+    private_pages: int
+    modified_pages: int
+    locked_pages: int
+    device_map: int
+    token: int
+    user_time_ms: int
+    kernel_time_ms: int
+    quota_paged_pool: int
+    quota_nonpaged_pool: int
+    virtual_size: int
+    peak_virtual_size: int
+    base_priority: int
+    commit_charge: int
 
 
 @dataclass
 class ProcessInfo:
     address: int
-    session: str
+    session_id: int | None  # None: the process has no session (kd's "none")
     cid: int
     peb: int
     parent_cid: int
     dirbase: int
     object_table: int
-    handle_count: int | None
+    handle_count: int | None  # None: the handle table could not be read
     image: str
-    details: dict = field(default_factory=dict)
+    details: ProcessDetails | None = None  # None unless flag 1 asked for them
     threads: list[ThreadInfo] = field(default_factory=list)
     active_threads: int = 0
+
+
+@dataclass
+class WaitObject:
+    address: int
+    type_code: int  # _DISPATCHER_HEADER.Type
+    type: str | None  # its name (None: a type kd does not name)
+    owner_thread: int | None = None  # a mutant's owner
+    limit: int | None = None  # a semaphore's limit
+
+
+@dataclass
+class IrpEntry:
+    address: int
+    type: int
+    size: int
+    flags: int
+    mdl: int
 
 
 @dataclass
@@ -49,20 +91,26 @@ class ThreadInfo:
     tid: int
     teb: int
     win32thread: int
-    state: str
-    wait_objects: list[tuple[int, str]]
-    irps: list[tuple[int, int, int, int, int]]
+    state: str  # STATES' name, or "STATE n" for a value kd does not name
+    state_code: int
+    wait_reason: str | None  # these three only while the thread waits
+    wait_mode: str | None
+    alertable: bool | None
+    processor: int | None  # the processor a ready or running thread is on
+    wait_objects: list[WaitObject]
+    irps: list[IrpEntry]
     device_map: int
     process: int
     process_image: str
     wait_tick: int
-    ticks: int
-    ticks_elapsed: str  # the ticks as d:hh:mm:ss.mmm, at nt!KeMaximumIncrement per tick
+    ticks: int  # clock ticks since the thread's last state change
+    elapsed_ms: int  # the same in milliseconds, at nt!KeMaximumIncrement per tick
     context_switches: int
     ideal_processor: int
-    user_time: str
-    kernel_time: str
-    start_address: str
+    user_time_ms: int
+    kernel_time_ms: int
+    start_address: int
+    start_symbol: str | None
     stack_init: int
     stack_current: int
     stack_base: int
@@ -71,21 +119,47 @@ class ThreadInfo:
     base_priority: int
     io_priority: int
     page_priority: int
-    attached: int = 0  # the process whose address space the thread is attached to
-    attached_image: str = ""
+    attached: int | None = None  # the process whose address space the thread is attached to
+    attached_image: str | None = None
     impersonating: bool = False
-    stack: list[dict] = field(default_factory=list)
-    stack_note: str = ""
+    stack: list[dict] | None = None  # None: not walked (not asked for, exited, not resident)
+    kernel_stack_resident: bool | None = None  # None: not looked at
 
 
-def duration(ticks: int, increment: int, days_field: bool = False) -> str:
-    ms_total = ticks * increment // 10_000
+def ms_of(ticks: int, increment: int) -> int:
+    """Clock ticks in milliseconds, at `increment` 100-ns units per tick."""
+    return ticks * increment // 10_000
+
+
+def duration_text(ms_total: int, days_field: bool = False) -> str:
     ms = ms_total % 1000
     s = ms_total // 1000
     h, m, sec = s // 3600, s // 60 % 60, s % 60
     if days_field:
         return f"{h // 24}:{h % 24:02}:{m:02}:{sec:02}.{ms:03}"
     return f"{h:02}:{m:02}:{sec:02}.{ms:03}"
+
+
+def duration(ticks: int, increment: int, days_field: bool = False) -> str:
+    return duration_text(ms_of(ticks, increment), days_field)
+
+
+def state_text(th: ThreadInfo) -> str:
+    """kd's state column: `WAIT: (reason) mode alertability`, `RUNNING on processor n`."""
+    if th.wait_reason is not None:
+        alert = "Alertable" if th.alertable else "Non-Alertable"
+        return f"{th.state}: ({th.wait_reason}) {th.wait_mode} {alert}"
+    if th.processor is not None:
+        return f"{th.state} on processor {th.processor}"
+    return th.state
+
+
+def wait_object_text(w: WaitObject) -> str:
+    if w.owner_thread is not None:
+        return f"Mutant - owning thread {w.owner_thread:016x}"
+    if w.limit is not None:
+        return f"Semaphore Limit 0x{w.limit:x}"
+    return w.type if w.type is not None else f"Object type {w.type_code}"
 
 
 class Kernel:
@@ -138,14 +212,13 @@ class Kernel:
         t = "_EPROCESS"
         peb = r.field(t, ep, "Peb")
         dirbase = r.field(t, ep, "Pcb.DirectoryTableBase")
-        session = "none"
+        session: int | None = None
         if r.field(t, ep, "Session") and peb:
             try:
-                sid = int.from_bytes(self.s.target.read_virtual(
+                session = int.from_bytes(self.s.target.read_virtual(
                     peb + r.offset("_PEB", "SessionId"), 4, dirbase), "little")
-                session = str(sid)
             except MemoryAccessError:
-                session = "none"
+                session = None
         table = r.field(t, ep, "ObjectTable")
         # An exited process has no handle table any more: kd counts zero handles.
         count = self.handle_count(table) if table else 0
@@ -172,78 +245,80 @@ class Kernel:
                     todo.append(child)
         return count
 
-    def process_details(self, ep: int) -> dict:
+    def process_details(self, ep: int) -> ProcessDetails:
         r = self.r
         t = "_EPROCESS"
-        return {
-            "VadRoot": r.field(t, ep, "VadRoot.Root"),
-            "Vads": r.field(t, ep, "VadCount"),
-            "Clone": self.tree_size(r.field(t, ep, "CloneRoot.Root")),
-            "Private": r.field(t, ep, "NumberOfPrivatePages"),
-            "Modified": r.field(t, ep, "ModifiedPageCount"),
-            "Locked": r.field(t, ep, "NumberOfLockedPages"),
-            "DeviceMap": r.field(t, ep, "DeviceMap"),
-            "Token": r.field(t, ep, "Token.Value") & ~0xF,
-            "UserTime": duration(r.field(t, ep, "Pcb.UserTime"), self.increment),
-            "KernelTime": duration(r.field(t, ep, "Pcb.KernelTime"), self.increment),
-            "QuotaPoolUsage[PagedPool]": r.field(t, ep, "ProcessQuotaUsage[1]"),
-            "QuotaPoolUsage[NonPagedPool]": r.field(t, ep, "ProcessQuotaUsage[0]"),
-            "VirtualSize": r.field(t, ep, "VirtualSize") // (1024 * 1024),
-            "PeakVirtualSize": r.field(t, ep, "PeakVirtualSize") // (1024 * 1024),
-            "BasePriority": r.field(t, ep, "Pcb.BasePriority"),
-            "CommitCharge": r.field(t, ep, "CommitCharge"),
-        }
+        return ProcessDetails(
+            vad_root=r.field(t, ep, "VadRoot.Root"),
+            vads=r.field(t, ep, "VadCount"),
+            clone=self.tree_size(r.field(t, ep, "CloneRoot.Root")),
+            private_pages=r.field(t, ep, "NumberOfPrivatePages"),
+            modified_pages=r.field(t, ep, "ModifiedPageCount"),
+            locked_pages=r.field(t, ep, "NumberOfLockedPages"),
+            device_map=r.field(t, ep, "DeviceMap"),
+            token=r.field(t, ep, "Token.Value") & ~0xF,
+            user_time_ms=ms_of(r.field(t, ep, "Pcb.UserTime"), self.increment),
+            kernel_time_ms=ms_of(r.field(t, ep, "Pcb.KernelTime"), self.increment),
+            quota_paged_pool=r.field(t, ep, "ProcessQuotaUsage[1]"),
+            quota_nonpaged_pool=r.field(t, ep, "ProcessQuotaUsage[0]"),
+            virtual_size=r.field(t, ep, "VirtualSize"),
+            peak_virtual_size=r.field(t, ep, "PeakVirtualSize"),
+            base_priority=r.field(t, ep, "Pcb.BasePriority"),
+            commit_charge=r.field(t, ep, "CommitCharge"),
+        )
+
+    def wait_object(self, obj: int) -> WaitObject:
+        r = self.r
+        otype = r.field("_DISPATCHER_HEADER", obj, "Type")
+        w = WaitObject(obj, otype, OBJECT_TYPES.get(otype))
+        if otype == 2:
+            w.owner_thread = r.field("_KMUTANT", obj, "OwnerThread")
+        elif otype == 5:  # kd shows a semaphore's limit
+            w.limit = r.field("_KSEMAPHORE", obj, "Limit") & 0xFFFFFFFF
+        return w
 
     def thread(self, et: int, with_stack: bool = True) -> ThreadInfo:
         r = self.r
         t = "_ETHREAD"
         state = r.field(t, et, "Tcb.State")
         ep = r.field(t, et, "Tcb.Process")
-        text = STATES.get(state, f"STATE {state}")
         if state == TERMINATED:
             with_stack = False  # kd shows an exited thread in one line
-        waits: list[tuple[int, str]] = []
+        reason_name = mode = alertable = processor = None
+        waits: list[WaitObject] = []
         if state == 5:
             reason = r.field(t, et, "Tcb.WaitReason")
-            rname = self.s.target.types.get("_KWAIT_REASON").enum_name(reason) or str(reason)
+            reason_name = (self.s.target.types.get("_KWAIT_REASON").enum_name(reason)
+                           or str(reason))
             mode = "UserMode" if r.field(t, et, "Tcb.WaitMode") else "KernelMode"
-            alert = "Alertable" if r.field(t, et, "Tcb.Alertable") else "Non-Alertable"
-            text = f"WAIT: ({rname}) {mode} {alert}"
+            alertable = bool(r.field(t, et, "Tcb.Alertable"))
             wb = r.field(t, et, "Tcb.WaitBlockList")
             if wb:
-                obj = r.field("_KWAIT_BLOCK", wb, "Object")
-                otype = r.field("_DISPATCHER_HEADER", obj, "Type")
-                text_type = OBJECT_TYPES.get(otype, f"Object type {otype}")
-                if otype == 2:
-                    owner = r.field("_KMUTANT", obj, "OwnerThread")
-                    text_type = f"Mutant - owning thread {owner:016x}"
-                elif otype == 5:  # kd shows a semaphore's limit
-                    limit = r.field("_KSEMAPHORE", obj, "Limit") & 0xFFFFFFFF
-                    text_type = f"Semaphore Limit 0x{limit:x}"
-                waits.append((obj, text_type))
+                waits.append(self.wait_object(r.field("_KWAIT_BLOCK", wb, "Object")))
         elif state in (1, 2):
-            text += f" on processor {r.field(t, et, 'Tcb.NextProcessor')}"
+            processor = r.field(t, et, "Tcb.NextProcessor")
         irps = []
         off = r.offset("_IRP", "ThreadListEntry")
         for e in r.list_entries(r.field_addr(t, et, "IrpList"), limit=64):
             irp = e - off
-            irps.append((irp, r.field("_IRP", irp, "Type"), r.field("_IRP", irp, "Size"),
-                         r.field("_IRP", irp, "Flags"), r.field("_IRP", irp, "MdlAddress")))
+            irps.append(IrpEntry(irp, r.field("_IRP", irp, "Type"), r.field("_IRP", irp, "Size"),
+                                 r.field("_IRP", irp, "Flags"),
+                                 r.field("_IRP", irp, "MdlAddress")))
         now = r.u64(self.s.nt("KeTickCount"))
         wait_tick = r.field(t, et, "Tcb.WaitTime")
+        ticks = (now - wait_tick) & 0xFFFFFFFF
         start = r.field(t, et, "Win32StartAddress")
-        sym = self.s.symbols.name_for(start)
-        start_text = f"{sym} (0x{start:016x})" if sym else f"0x{start:016x}"
         info = ThreadInfo(
             et, r.field(t, et, "Cid.UniqueProcess"), r.field(t, et, "Cid.UniqueThread"),
-            r.field(t, et, "Tcb.Teb"), r.field(t, et, "Tcb.Win32Thread"), text, waits, irps,
-            r.field("_EPROCESS", ep, "DeviceMap"), ep, self.image(ep), wait_tick,
-            (now - wait_tick) & 0xFFFFFFFF,
-            duration((now - wait_tick) & 0xFFFFFFFF, self.increment, days_field=True),
+            r.field(t, et, "Tcb.Teb"), r.field(t, et, "Tcb.Win32Thread"),
+            STATES.get(state, f"STATE {state}"), state, reason_name, mode, alertable,
+            processor, waits, irps, r.field("_EPROCESS", ep, "DeviceMap"), ep, self.image(ep),
+            wait_tick, ticks, ms_of(ticks, self.increment),
             r.field(t, et, "Tcb.ContextSwitches"),
             r.field(t, et, "Tcb.IdealProcessor"),
-            duration(r.field(t, et, "Tcb.UserTime"), self.increment),
-            duration(r.field(t, et, "Tcb.KernelTime"), self.increment), start_text,
+            ms_of(r.field(t, et, "Tcb.UserTime"), self.increment),
+            ms_of(r.field(t, et, "Tcb.KernelTime"), self.increment),
+            start, self.s.symbols.name_for(start),
             r.field(t, et, "Tcb.InitialStack"), r.field(t, et, "Tcb.KernelStack"),
             r.field(t, et, "Tcb.StackBase"), r.field(t, et, "Tcb.StackLimit"),
             r.field(t, et, "Tcb.Priority"), r.field(t, et, "Tcb.BasePriority"),
@@ -272,13 +347,11 @@ class Kernel:
 
     def fill_stack(self, info: ThreadInfo, state: int) -> None:
         ctx = self.thread_context(info.address, state)
+        info.kernel_stack_resident = ctx is not None
         if ctx is None:
-            info.stack_note = "Kernel stack not resident."
             return
-        for f in walk(self.s.target, self.s.symbols, ctx["rip"], ctx["rsp"]):
-            info.stack.append({"child_sp": f.child_sp, "ret_addr": f.ret_addr,
-                               "args": list(f.args), "call_site": call_site(self.s, f.ip),
-                               "trap_frame": f.trap_frame})
+        info.stack = [frame_data(f, call_site(self.s, f.ip))
+                      for f in walk(self.s.target, self.s.symbols, ctx["rip"], ctx["rsp"])]
 
 
 def render_process(p: ProcessInfo, indent: int = 0) -> list[str]:
@@ -286,25 +359,27 @@ def render_process(p: ProcessInfo, indent: int = 0) -> list[str]:
     peb = f"{p.peb:x}" if p.peb else "00000000"
     hc = f"{p.handle_count}." if p.handle_count is not None else "<Data Not Accessible>"
     table = fmt.hex16(p.object_table) if p.object_table else "00000000"
+    session = "none" if p.session_id is None else str(p.session_id)
     lines = [f"{pad}PROCESS {fmt.hex16(p.address)}",
-             f"{pad}    SessionId: {p.session}  Cid: {p.cid:04x}    Peb: {peb}  "
+             f"{pad}    SessionId: {session}  Cid: {p.cid:04x}    Peb: {peb}  "
              f"ParentCid: {p.parent_cid:04x}",
              f"{pad}    DirBase: {p.dirbase:08x}  ObjectTable: {table}  "
              f"HandleCount: {hc}",
              f"{pad}    Image: {p.image}"]
     d = p.details
-    if d:
-        lines.append(f"    VadRoot {fmt.hex16(d['VadRoot'])} Vads {d['Vads']} Clone {d['Clone']} "
-                     f"Private {d['Private']}. Modified {d['Modified']}. Locked {d['Locked']}.")
-        lines.append(f"    DeviceMap {fmt.hex16(d['DeviceMap'])}")
-        for label in ("Token", "UserTime", "KernelTime", "QuotaPoolUsage[PagedPool]",
-                      "QuotaPoolUsage[NonPagedPool]", "VirtualSize", "PeakVirtualSize",
-                      "BasePriority", "CommitCharge"):
-            value = d[label]
-            if label == "Token":
-                value = fmt.hex16(value)
-            elif label in ("VirtualSize", "PeakVirtualSize"):
-                value = f"{value} Mb"
+    if d is not None:
+        lines.append(f"    VadRoot {fmt.hex16(d.vad_root)} Vads {d.vads} Clone {d.clone} "
+                     f"Private {d.private_pages}. Modified {d.modified_pages}. "
+                     f"Locked {d.locked_pages}.")
+        lines.append(f"    DeviceMap {fmt.hex16(d.device_map)}")
+        rows = (("Token", fmt.hex16(d.token)), ("UserTime", duration_text(d.user_time_ms)),
+                ("KernelTime", duration_text(d.kernel_time_ms)),
+                ("QuotaPoolUsage[PagedPool]", d.quota_paged_pool),
+                ("QuotaPoolUsage[NonPagedPool]", d.quota_nonpaged_pool),
+                ("VirtualSize", f"{d.virtual_size // MIB} Mb"),
+                ("PeakVirtualSize", f"{d.peak_virtual_size // MIB} Mb"),
+                ("BasePriority", d.base_priority), ("CommitCharge", d.commit_charge))
+        for label, value in rows:
             lines.append(f"    {label:<34}{value}")
     return lines
 
@@ -319,21 +394,24 @@ def render_thread(th: ThreadInfo, indent: int = 0, detail: str = DETAIL_FULL,
         return [f"{pad}THREAD {fmt.hex16(th.address)}  Cid {th.pid:04x}.{th.tid:04x}  "
                 f"{th.state}"]
     out = [f"{pad}THREAD {fmt.hex16(th.address)}  Cid {th.pid:04x}.{th.tid:04x}  "
-           f"Teb: {fmt.hex16(th.teb)} Win32Thread: {fmt.hex16(th.win32thread)} {th.state}"]
+           f"Teb: {fmt.hex16(th.teb)} Win32Thread: {fmt.hex16(th.win32thread)} "
+           f"{state_text(th)}"]
     if detail == DETAIL_LINE:
         return out
-    for obj, otype in th.wait_objects:
-        out.append(f"{pad}    {fmt.hex16(obj)}  {otype}")
+    for w in th.wait_objects:
+        out.append(f"{pad}    {fmt.hex16(w.address)}  {wait_object_text(w)}")
     if detail == DETAIL_WAITS:
         return out
     if th.irps:
         out.append(f"{pad}IRP List:")
-        for irp, typ, size, flags, mdl in th.irps:
-            out.append(f"{pad}    {fmt.hex16(irp)}: ({typ:04x},{size:04x}) Flags: {flags:08x}"
-                       f"  Mdl: {mdl:08x}")
+        for irp in th.irps:
+            out.append(f"{pad}    {fmt.hex16(irp.address)}: ({irp.type:04x},{irp.size:04x}) "
+                       f"Flags: {irp.flags:08x}  Mdl: {irp.mdl:08x}")
     ticks = f"Ticks: {th.ticks}"
     if th.ticks:
-        ticks += f" ({th.ticks_elapsed})"
+        ticks += f" ({duration_text(th.elapsed_ms, days_field=True)})"
+    start = (f"{th.start_symbol} (0x{th.start_address:016x})" if th.start_symbol
+             else f"0x{th.start_address:016x}")
     attached = (f"{fmt.hex16(th.attached)}       Image:         {th.attached_image}"
                 if th.attached else f"{'N/A':<15}Image:         N/A")
     out += [f"{pad}{'Impersonating' if th.impersonating else 'Not impersonating'}",
@@ -344,15 +422,15 @@ def render_thread(th: ThreadInfo, indent: int = 0, detail: str = DETAIL_FULL,
             f"{pad}{'Wait Start TickCount':<26}{th.wait_tick:<15}{ticks}",
             f"{pad}{'Context Switch Count':<26}{th.context_switches:<15}IdealProcessor: "
             f"{th.ideal_processor}             ",
-            f"{pad}{'UserTime':<26}{th.user_time}",
-            f"{pad}{'KernelTime':<26}{th.kernel_time}",
-            f"{pad}Win32 Start Address {th.start_address}",
+            f"{pad}{'UserTime':<26}{duration_text(th.user_time_ms)}",
+            f"{pad}{'KernelTime':<26}{duration_text(th.kernel_time_ms)}",
+            f"{pad}Win32 Start Address {start}",
             f"{pad}Stack Init {th.stack_init:x} Current {th.stack_current:x}",
             f"{pad}Base {th.stack_base:x} Limit {th.stack_limit:x} Call 0000000000000000",
             f"{pad}Priority {th.priority}  BasePriority {th.base_priority}  IoPriority "
             f"{th.io_priority}  PagePriority {th.page_priority}"]
-    if th.stack_note:
-        out.append(f"{pad}{th.stack_note}")
+    if th.kernel_stack_resident is False:
+        out.append(f"{pad}Kernel stack not resident.")
     if th.stack:
         out.append(f"{pad}{STACK_HEADER if args else STACK_HEADER_NO_ARGS}")
         for f in th.stack:
@@ -458,7 +536,8 @@ def process_cmd(s, args: str) -> Result:
                 lines.append("")
         else:
             lines.append("")
-    return Result(lines, [asdict(p) for p in infos])
+    return Result(lines, {"flags": flags, "image_filter": image,
+                          "processes": [asdict(p) for p in infos]})
 
 
 def _thread_by_id(k: Kernel, tid: int) -> int:
@@ -499,8 +578,10 @@ def thread_cmd(s, args: str) -> Result:
         et = s.current_thread()
     lines: list[str] = []
     owner = k.r.field("_ETHREAD", et, "Tcb.Process")
+    process = None
     if "p" in options:
-        lines += render_process(k.process(owner, 0))
+        process = k.process(owner, 0)
+        lines += render_process(process)
     detail = thread_detail(flags)
     if flags & 0x10:
         with process_context(s, owner):
@@ -508,4 +589,5 @@ def thread_cmd(s, args: str) -> Result:
     else:
         th = k.thread(et, with_stack=detail == DETAIL_FULL)
     lines += render_thread(th, 0, detail, args=not flags & 8)
-    return Result(lines, asdict(th))
+    return Result(lines, {"flags": flags, "thread": asdict(th),
+                          "process": asdict(process) if process is not None else None})

@@ -16,6 +16,12 @@ TEMPS = frozenset(f"$t{i}" for i in range(20))
 # Pseudo-registers `r` may assign, with the real register an assignment changes (None:
 # a session value).
 WRITABLE = {**dict.fromkeys(TEMPS), "$ip": "rip", "$retreg": "rax", "$retreg64": "rax"}
+# Every automatic pseudo-register `pseudo_value` computes, by name (the prompt's
+# completion lists them; keep in step with `pseudo_value`).
+AUTOMATIC = ("$ip", "$sp", "$csp", "$thread", "$proc", "$prcb", "$pcr", "$bug_code",
+             "$bug_param1", "$bug_param2", "$bug_param3", "$bug_param4", "$retreg",
+             "$retreg64", "$ptrsize", "$pagesize", "$p", "$ra", "$exentry", "$tpid", "$tid",
+             "$peb", "$teb")
 
 PAGE_SIZE = 0x1000
 POINTER_SIZE = 8

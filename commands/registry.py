@@ -16,6 +16,7 @@ from typing import Any
 class Result:
     lines: list[str] = field(default_factory=list)
     data: Any = None
+    command: str = ""  # the command as run (after alias expansion), set by the session
 
 
 @dataclass(frozen=True)

@@ -201,16 +201,19 @@ def _go(s) -> Request:
     return lambda armed, steps: s.target.go(armed, steps)
 
 
-def run(s, request: Request, temps: frozenset[int] = frozenset()) -> tuple[list[str], Outcome]:
+def run(s, request: Request, temps: frozenset[int] = frozenset(),
+        budget: int | None = None) -> tuple[list[str], Outcome]:
     """run_once, then the hit breakpoint's command string; a `g` in it resumes the target
-    (in this loop, so a logging breakpoint may be hit any number of times)."""
+    (in this loop, so a logging breakpoint may be hit any number of times).  The run
+    takes at most `budget` steps (default: the session's run budget)."""
+    allowed = s.run_budget if budget is None else budget
     lines: list[str] = []
     spent = 0
     while True:
-        out = run_once(s, request, temps, s.run_budget - spent)
+        out = run_once(s, request, temps, allowed - spent)
         spent += out.spent
         lines += out.lines
-        if out.hit is None or not out.hit.command or spent >= s.run_budget:
+        if out.hit is None or not out.hit.command or spent >= allowed:
             return lines, out
         resume = run_command_string(s, out.hit.command, lines)
         if not resume:

@@ -64,6 +64,9 @@ class Session:
     # a breakpoint whose command string resumes): kd runs until Ctrl+C, kdsim also stops
     # here so that a script cannot hang.
     run_budget: int = 50_000_000
+    # A go's own limit, when it has one (at the terminal's prompt a go runs until the
+    # target stops or Ctrl+C, as kd's does); None: the run budget.
+    go_budget: int | None = None
     # kd's implicit thread and process (.thread, .process) and local context (.frame):
     # each holds until the target runs or another processor is selected, which the
     # stamp (processor, target stop count) they were set under tells.
@@ -86,6 +89,7 @@ class Session:
     # Debugger settings: the symbol path and cache (.sympath, .symfix), .prefer_dml,
     # !sym's modes, and .kframes's stack depth (None: each command's own default).
     symbol_path: str = ""
+    image_path: str = ""  # .exepath (kd's -i)
     symbol_cache: str = ""
     prefer_dml: bool = False
     symbols_noisy: bool = False
@@ -253,6 +257,11 @@ class Session:
         return run_line(self, line)
 
     def execute_one(self, text: str) -> Result:
+        result = self._execute_one(text)
+        result.command = text.strip()
+        return result
+
+    def _execute_one(self, text: str) -> Result:
         try:
             ct = split_name(text, registry.letter_commands())
             spec = registry.COMMANDS.get(ct.name.lower())

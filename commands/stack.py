@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from commands import fmt
 from commands.errors import KdSyntaxError
-from commands.memdump import dump
+from commands.memdump import dump, read_units
 from commands.registry import Result, command
 from commands.stackwalk import MAX_FRAMES, Frame, walk
 
@@ -56,7 +56,8 @@ def base_context(s) -> dict[str, int]:
 
 
 def frame_data(f: Frame, site: str) -> dict:
-    return {"frame": f.number, "child_sp": f.child_sp, "ret_addr": f.ret_addr,
+    """One frame as structured data (k, !thread and !analyze share the layout)."""
+    return {"frame": f.number, "child_sp": f.child_sp, "ret_addr": f.ret_addr, "ip": f.ip,
             "call_site": site, "args": list(f.args), "trap_frame": f.trap_frame}
 
 
@@ -126,12 +127,13 @@ def _k(variant: str):
         frames = frames_for_context(s, regs, max(0, min(count, 0xFFFF)))
         lines = [SET_CONTEXT_NOTE] if s.scope is not None else []
         lines += render(s, frames, flags)
-        data = [frame_data(f, call_site(s, f.ip)) for f in frames]
-        if "f" in flags:
-            for prev, row in zip([None, *frames], data, strict=False):
-                below = prev is None or row["child_sp"] < prev.child_sp
-                row["memory"] = None if below else row["child_sp"] - prev.child_sp
-        return Result(lines, data)
+        rows = [frame_data(f, call_site(s, f.ip)) for f in frames]
+        for prev, row in zip([None, *frames], rows, strict=False):
+            # the Memory column (kf): every row has the key, null where kd leaves it blank
+            below = "f" not in flags or prev is None or row["child_sp"] < prev.child_sp
+            row["memory"] = None if below else row["child_sp"] - prev.child_sp
+        return Result(lines, {"flags": flags, "set_context": s.scope is not None,
+                              "frames": rows})
 
     return handler
 
@@ -162,4 +164,7 @@ def kd_cmd(s, args: str) -> Result:
     lines, _ = dump(lambda a, n: s.target.read_virtual(a, n), s.symbols, "dps", rsp,
                     max(0, min(count, 0x10000)))
     lines = ([SET_CONTEXT_NOTE] if s.scope is not None else []) + lines
-    return Result(lines, {"rsp": rsp, "count": count})
+    values = read_units(lambda a, n: s.target.read_virtual(a, n), rsp,
+                        max(0, min(count, 0x10000)), 8)
+    return Result(lines, {"rsp": rsp, "count": count, "set_context": s.scope is not None,
+                          "values": values})

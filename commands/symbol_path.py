@@ -1,4 +1,4 @@
-"""`.sympath`, `.sympath+` and `.reload`.
+"""`.sympath`, `.sympath+`, `.exepath`, `.exepath+` and `.reload`.
 
 kdsim's symbol files come with the target (the simulated images carry their own public
 symbols), so the symbol search path is a session setting that is stored and printed, as
@@ -34,28 +34,52 @@ def _path_lines(path: str, cache: str = "") -> list[str]:
             f"Expanded Symbol search path is: {expand(path, cache).lower() or '<empty>'}"]
 
 
+def _updated(current: str, args: str, append: bool = False) -> str:
+    """A search path after `.sympath`/`.exepath` args: unchanged without a path,
+    replaced, or (`+`, or the `+` form of the command) extended with `;`."""
+    text = args.strip()
+    if text.startswith("+"):
+        append, text = True, text[1:].strip()
+    if not text:
+        return current
+    return f"{current};{text}" if append and current else text
+
+
+def _symbol_path_result(s, args: str, append: bool = False) -> Result:
+    s.symbol_path = _updated(s.symbol_path, args, append)
+    path, cache = s.symbol_path, s.symbol_cache
+    return Result(_path_lines(path, cache), {"path": path, "expanded": expand(path, cache)})
+
+
 @command(".sympath", syntax=".sympath [path]",
          help="Show or set the symbol search path (a stored setting: kdsim's symbols come "
               "with the target).")
 def sympath_cmd(s, args: str) -> Result:
-    text = args.strip()
-    if text.startswith("+"):
-        return sympath_plus_cmd(s, text[1:])
-    if text:
-        s.symbol_path = text
-    path, cache = s.symbol_path, s.symbol_cache
-    return Result(_path_lines(path, cache), {"path": path, "expanded": expand(path, cache)})
+    return _symbol_path_result(s, args)
 
 
 @command(".sympath+", syntax=".sympath+ path",
          help="Append to the symbol search path.")
 def sympath_plus_cmd(s, args: str) -> Result:
-    text = args.strip()
-    if text:
-        old = s.symbol_path
-        s.symbol_path = f"{old};{text}" if old else text
-    path, cache = s.symbol_path, s.symbol_cache
-    return Result(_path_lines(path, cache), {"path": path, "expanded": expand(path, cache)})
+    return _symbol_path_result(s, args, append=True)
+
+
+def _image_path_result(s, args: str, append: bool = False) -> Result:
+    s.image_path = _updated(s.image_path, args, append)
+    # The wording of kd's start-up line (an empty path leaves the trailing blank).
+    return Result([f"Executable search path is: {s.image_path}"], {"path": s.image_path})
+
+
+@command(".exepath", syntax=".exepath [path]",
+         help="Show or set the executable image search path (a stored setting: the "
+              "images come with the target).")
+def exepath_cmd(s, args: str) -> Result:
+    return _image_path_result(s, args)
+
+
+@command(".exepath+", syntax=".exepath+ path", help="Append to the executable image path.")
+def exepath_plus_cmd(s, args: str) -> Result:
+    return _image_path_result(s, args, append=True)
 
 
 def _dots(count: int) -> list[str]:

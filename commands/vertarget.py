@@ -108,7 +108,7 @@ def vertarget_cmd(s, args: str) -> Result:
     system, bias = shared_time(s, "SystemTime"), shared_time(s, "TimeZoneBias")
     if system is not None:
         lines.append(f"Debug session time: {session_time(system, bias or 0)}")
-        data["system_time"] = system
+        data.update(system_time=system, time_zone_bias=bias or 0)
     interrupt = shared_time(s, "InterruptTime")
     if interrupt is not None:
         lines.append(f"System Uptime: {uptime(interrupt)}")

@@ -3,20 +3,25 @@ session, and the start-up text kd prints when it stops on a crashed target."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
-from commands import fmt
 from commands.analyze import analyze
 from commands.disasm import disassemble_one
 from commands.errors import KdError
 from commands.runcontrol import BREAK_EXCEPTION, BREAK_IN_BANNER
 from commands.session import Session
+from commands.vertarget import session_time
 from kdsim.live import LiveTarget
 from machine.boot import BOOT_TICKS
 from machine.machine import STEPS_PER_TICK, Machine
 from machine.scenario import Scenario, boot_scenario
 
 VERSION = "0.1.0"
+
+# A context manager entered around a long run of the machine (a progress display).
+Watch = Callable[[Machine], AbstractContextManager[object]]
 
 
 @dataclass
@@ -31,44 +36,43 @@ class App:
 
     @classmethod
     def start(cls, scenario: Scenario, seed: int | None = None, cpus: int | None = None,
-              max_steps: int | None = None, ticks: int | None = None) -> App:
+              max_steps: int | None = None, ticks: int | None = None,
+              watch: Watch | None = None) -> App:
         """Boot the scenario and run it: to its bug check, or, with ticks, for that many
-        clock ticks of its timeline and then break in.  Either way the run, boot
-        included, takes at most max_steps steps (default: the scenario's step budget);
-        a run that uses them all up is broken into where it is."""
+        clock ticks of its timeline and then break in (ticks=0: as soon as it has
+        booted, kd's -b).  Either way the run, boot included, takes at most max_steps
+        steps (default: the scenario's step budget); a run that uses them all up is
+        broken into where it is.  `watch(machine)`, a context manager, is entered around
+        the run (the terminal's progress display)."""
         budget = scenario.budget if max_steps is None else max_steps
         if ticks is not None and max_steps is None and scenario.step_budget is None:
             # A tick stop has the steps its ticks take, however many that is.
             budget = max(budget, (ticks + 65) * STEPS_PER_TICK)
         m = boot_scenario(scenario, seed=seed, cpus=cpus, settle_steps=budget)
-        if ticks is None:
-            m.run(max(budget - m.steps, 0))
-            broke_in = m.bugcheck is None and break_in(m)
-        else:
-            broke_in = run_ticks_then_break(m, ticks, budget)
+        with watch(m) if watch is not None else nullcontext():
+            if ticks is None:
+                m.run(max(budget - m.steps, 0))
+                broke_in = m.bugcheck is None and break_in(m)
+            else:
+                broke_in = run_ticks_then_break(m, ticks, budget)
         spent = budget if broke_in and m.steps >= budget else None
         target = LiveTarget(m)
         session = Session(target, processor=target.stop_processor)
         return cls(scenario, m, target, session, broke_in, spent)
 
     def banner(self) -> list[str]:
+        """kd's start-up text in its shape: the version line, the target line, the
+        search paths, the target's version (vertarget's lines, read from memory), then
+        the bug check (or the break-in) and the instruction where it stopped."""
         s = self.session
-        nt = s.symbols.module_named("nt")
-        build = s.reader.u64(s.nt("NtBuildNumber")) & 0xFFFF
-        ticks = s.reader.u64(s.nt("KeTickCount"))
-        ms = ticks * 156250 // 10_000
-        up = (f"{ms // 86_400_000} days {ms // 3_600_000 % 24}:{ms // 60_000 % 60:02}:"
-              f"{ms // 1000 % 60:02}.{ms % 1000:03}")
-        lines = [f"kdsim {VERSION}: simulated kernel debugger",
-                 "",
-                 f"Scenario: {self.scenario.name} - {self.scenario.title} "
-                 f"(seed {self.machine.config.seed})",
-                 f"Windows 10 Kernel Version {build} MP ({self.target.processor_count} procs)"
-                 " Free x64",
-                 f"Kernel base = 0x{fmt.addr(nt.base if nt else 0)} PsLoadedModuleList = "
-                 f"0x{fmt.addr(s.nt('PsLoadedModuleList'))}",
-                 f"System Uptime: {up}",
-                 ""]
+        version = s.execute_one("vertarget")
+        lines = [f"kdsim Windows Kernel Debugger Version {VERSION} AMD64", "", "",
+                 connected_line(version.data),
+                 f"Scenario {self.scenario.name}: {self.scenario.title} "
+                 f"(seed {self.machine.config.seed})", "",
+                 f"Symbol search path is: {s.symbol_path or '<empty>'}",
+                 f"Executable search path is: {s.image_path}", *version.lines]
+        lines.append("")
         if self.machine.bugcheck is not None:
             lines += self.crash_banner()
         elif self.broke_in:
@@ -98,6 +102,17 @@ class App:
         lines += ["Followup:     MachineOwner", "---------", ""]
         return lines
 
+
+def connected_line(version: dict) -> str:
+    """kd's line on connecting to a live target, from vertarget's data (read from the
+    target's memory); the parts it could not read are left out."""
+    build = version.get("build")
+    system = version.get("system_time")
+    name = f"Windows 10 {build} x64 target" if build is not None else "x64 target"
+    when = ""
+    if system is not None:
+        when = f" at ({session_time(system, version.get('time_zone_bias', 0))})"
+    return f"Connected to {name}{when}, ptr64 TRUE"
 
 
 def budget_message(budget: int) -> str:

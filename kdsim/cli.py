@@ -1,48 +1,93 @@
 """`kdsim`: open a scenario's machine in the debugger, like kd on a crashed target.
 
-`kdsim lab list` and `kdsim lab start NAME` work the graded labs (docs/labs.md);
-`kdsim scenario check FILE...` checks scenario files without running them
-(docs/scenarios.md).  Exit codes: 0 after `q` or end of input; 2 for a bad command line
-or scenario file.
+`kdsim [options] [SCENARIO]` takes kd's options where they apply (-c, -cf, -logo, -y,
+-i, -b) and kdsim's own (--seed, --cpus, --json).  `kdsim lab list` and
+`kdsim lab start NAME` work the graded labs (docs/labs.md); `kdsim scenario check
+FILE...` checks scenario files without running them (docs/scenarios.md).
+
+Exit codes: 0 after `q` or the end of input; 2 for a bad command line, scenario file,
+lab or command file; 130 for Ctrl+C before the machine had booted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from commands.registry import Result
-from kdsim.app import VERSION, App
+from kdsim.app import VERSION, App, Watch
 from kdsim.labs.catalog import INTRO
 from kdsim.labs.runtime import LabRuntime
 from kdsim.labs.spec import LabError, LabSpec, parse_lab
+from kdsim.output import Output
 from machine.scenario import Scenario, ScenarioError, builtin_scenario, load_scenario
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # a bad command line, scenario, lab or command file
+EXIT_INTERRUPTED = 130  # Ctrl+C before the machine had booted
+
+EPILOG = """subcommands:
+  kdsim lab list | kdsim lab start NAME   the graded labs
+  kdsim scenario check FILE...            check scenario files without running them
+
+exit codes: 0 after q or the end of input; 2 for a bad command line, scenario file,
+lab or command file; 130 for Ctrl+C before the machine had booted"""
+
+
+@dataclass
+class SessionOptions:
+    """How a session starts and talks: what kd's command line sets."""
+
+    commands: str | None = None  # -c
+    command_file: str | None = None  # -cf
+    log_file: str | None = None  # -logo
+    symbol_path: str | None = None  # -y
+    image_path: str | None = None  # -i
+    json: bool = False  # --json
+
+
+def add_session_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", dest="commands", metavar="CMDS",
+                   help="a command line to run at start (commands separated by ';')")
+    p.add_argument("-cf", dest="command_file", metavar="FILE",
+                   help="a command file to run at start, each line echoed as typed")
+    p.add_argument("-logo", dest="log_file", metavar="FILE",
+                   help="log the session to FILE (overwritten), as .logopen does")
+    p.add_argument("-y", dest="symbol_path", metavar="PATH",
+                   help="the symbol search path (default: $_NT_SYMBOL_PATH; stored, "
+                        "the symbols come with the target)")
+    p.add_argument("-i", dest="image_path", metavar="PATH",
+                   help="the executable image search path (default: "
+                        "$_NT_EXECUTABLE_IMAGE_PATH)")
+    p.add_argument("--json", action="store_true",
+                   help="print each command's result as one JSON object per line "
+                        "(docs/json.md)")
+
+
+def session_options(args: argparse.Namespace) -> SessionOptions:
+    return SessionOptions(args.commands, args.command_file, args.log_file,
+                          args.symbol_path, args.image_path, args.json)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="kdsim", description=__doc__.splitlines()[0],
-                                epilog="kdsim lab list | kdsim lab start NAME: graded labs; "
-                                       "kdsim scenario check FILE...: check scenario files")
+                                epilog=EPILOG, allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", nargs="?", help="scenario file (default: the built-in myfault)")
-    p.add_argument("-c", dest="commands",
-                   help="a command line to run first (commands separated by ';', blocks "
-                        "and .if/.for as at the prompt)")
+    add_session_options(p)
+    p.add_argument("-b", dest="initial_break", action="store_true",
+                   help="break in as soon as the machine has booted, before the "
+                        "scenario's events run (no lab grading)")
     p.add_argument("--seed", type=int, help="override the scenario's seed")
     p.add_argument("--cpus", type=int, help="override the scenario's processor count")
     p.add_argument("--version", action="version", version=f"kdsim {VERSION}")
     return p.parse_args(argv)
 
 
-def emit(out, results: list[Result]) -> bool:
-    """Print command results; True when one of them asked to quit."""
-    quit_ = False
-    for res in results:
-        for line in res.lines:
-            out.write(line + "\n")
-        if res.data == "quit":
-            quit_ = True
-    out.flush()
-    return quit_
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,19 +99,62 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["scenario"]:
         return scenario_main(argv[1:])
     args = parse_args(argv)
+    opts = session_options(args)
+    watch = progress_watch()
     try:
         scen = load_scenario(args.scenario) if args.scenario else builtin_scenario(INTRO)
         if args.cpus is not None and not 1 <= args.cpus <= 64:
-            raise SystemExit("kdsim: --cpus must be between 1 and 64")
+            print("kdsim: --cpus must be between 1 and 64", file=sys.stderr)
+            return EXIT_USAGE
+        check_command_file(opts)
         spec = parse_lab(scen.text, scen.path, INTRO if not args.scenario else scen.name)
-        if spec is None:
-            app = App.start(scen, seed=args.seed, cpus=args.cpus)
-            return interact(app.session, app.banner(), args.commands)
-        lab = start_lab(spec, scen, args.seed, args.cpus)
-    except (ScenarioError, LabError) as exc:
+        if spec is None or args.initial_break:
+            ticks = 0 if args.initial_break else None
+            app = App.start(scen, seed=args.seed, cpus=args.cpus, ticks=ticks, watch=watch)
+            return interact(app.session, app.banner, opts, lambda: app)
+        lab = start_lab(spec, scen, args.seed, args.cpus, watch)
+    except (ScenarioError, LabError, CommandFileError) as exc:
         print(f"kdsim: {exc}", file=sys.stderr)
-        return 2
-    return interact(lab.app.session, lab.start_lines(), args.commands)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Ctrl+C while the machine boots (its drivers' DriverEntry routines run there);
+        # once booted, Ctrl+C breaks in to the scenario's run instead.
+        print("kdsim: interrupted while the machine was booting", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return interact(lab.app.session, lab.start_lines, opts, lambda: lab.app)
+
+
+class CommandFileError(Exception):
+    pass
+
+
+def check_command_file(opts: SessionOptions) -> None:
+    """A -cf file that cannot be read is a bad command line: found before booting."""
+    if opts.command_file is not None:
+        try:
+            with open(opts.command_file, encoding="utf-8", errors="replace") as f:
+                f.read(1)
+        except (OSError, ValueError) as exc:
+            raise CommandFileError(f"cannot read command file '{opts.command_file}': "
+                                   f"{getattr(exc, 'strerror', None) or exc}") from None
+
+
+def terminal_stream(opts: SessionOptions):
+    """Standard output, through the colouring writer on a terminal that wants colour;
+    plain kd text on a pipe, with NO_COLOR, or as JSON."""
+    if opts.json or not interactive():
+        return sys.stdout
+    from kdsim.colour import ColourWriter, use_colour
+
+    return ColourWriter(sys.stdout) if use_colour(sys.stdout, os.environ) else sys.stdout
+
+
+def progress_watch() -> Watch:
+    """How the scenario's run at start is watched: Ctrl+C breaks in to it, and on a
+    terminal a progress display shows it."""
+    from kdsim.progress import startup_watch
+
+    return startup_watch(display=interactive())
 
 
 def scenario_main(argv: list[str]) -> int:
@@ -110,39 +198,61 @@ def check_file(path: str) -> str:
 
 
 def start_lab(spec: LabSpec, scen: Scenario, seed: int | None = None,
-              cpus: int | None = None) -> LabRuntime:
+              cpus: int | None = None, watch: Watch | None = None) -> LabRuntime:
     """Boot a lab's scenario and run it to the lab's stop; the session gets the lab."""
     ticks = spec.stop.ticks if spec.stop.until == "ticks" else None
-    lab = LabRuntime(spec, lambda: App.start(scen, seed=seed, cpus=cpus, ticks=ticks))
+    lab = LabRuntime(spec, lambda: App.start(scen, seed=seed, cpus=cpus, ticks=ticks,
+                                             watch=watch))
     lab.app.session.lab = lab
     return lab
 
 
-def interact(session, start_lines: list[str], commands: str | None) -> int:
-    """Print the start-up text, run -c's command line, then the prompt or the pipe."""
-    out = sys.stdout
-    for line in start_lines:
-        out.write(line + "\n")
-    if commands:
+def interact(session, start_lines: Callable[[], list[str]], opts: SessionOptions,
+             current_app: Callable[[], App]) -> int:
+    """Set the session up from the options, print the start-up text, run -cf's file and
+    -c's command line, then the prompt (a terminal) or kd on a pipe."""
+    out = Output(terminal_stream(opts), json_mode=opts.json)
+    env = os.environ
+    symbol_path = opts.symbol_path
+    if symbol_path is None:
+        parts = [env.get("_NT_ALT_SYMBOL_PATH", ""), env.get("_NT_SYMBOL_PATH", "")]
+        symbol_path = ";".join(p for p in parts if p)
+    session.symbol_path = symbol_path
+    session.image_path = (opts.image_path if opts.image_path is not None
+                          else env.get("_NT_EXECUTABLE_IMAGE_PATH", ""))
+    notices: list[str] = []
+    if opts.log_file is not None:
+        from commands.lang_state import LogFile
+
+        try:
+            handle = open(opts.log_file, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            print(f"kdsim: cannot open log file '{opts.log_file}': {exc.strerror}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        session.log = LogFile(opts.log_file, handle)
+        notices.append(f"Opened log file '{opts.log_file}'")
+    lines = notices + start_lines()
+    out.text(lines)
+    if session.log is not None:
+        session.log.write_lines(lines)
+    if opts.command_file is not None:
+        from kdsim.pipe import run_stream
+
+        with open(opts.command_file, encoding="utf-8", errors="replace") as f:
+            if run_stream(session, f, out, echo=True):
+                return EXIT_OK
+    if opts.commands:
         # One command line, as kd's -c runs it: echoed once, then its commands' output.
-        out.write(f"{session.prompt}{commands.strip()}\n")
-        if emit(out, session.execute(commands)):
-            return 0
-    if sys.stdin.isatty() and sys.stdout.isatty():
+        prompt = session.prompt
+        out.echo(prompt, opts.commands.strip())
+        if out.results(prompt, session.execute(opts.commands)):
+            return EXIT_OK
+    if interactive():
         from kdsim.repl import repl
 
-        return repl(session, out)
-    return pipe(session, sys.stdin, out)
+        return repl(session, out, current_app)
+    from kdsim.pipe import run_stream
 
-
-def pipe(session, stdin, out) -> int:
-    """kd on a pipe: print the prompt, read one command line, run it, repeat."""
-    while True:
-        out.write(session.prompt)
-        out.flush()
-        line = stdin.readline()
-        if not line:
-            out.write("\n")
-            return 0
-        if emit(out, session.execute(line.rstrip("\r\n"))):
-            return 0
+    run_stream(session, sys.stdin, out)
+    return EXIT_OK

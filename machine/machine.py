@@ -480,6 +480,9 @@ class Machine:
         try:
             self._step_off_breakpoints()
             while cpu.instructions_retired < target and steps < limit:
+                if self.break_requested:  # Ctrl+C stops a step that goes on, as a run
+                    self.break_requested = False
+                    return RunResult("break", steps)
                 self._global_step_all()
                 steps += 1
         except BugCheckHalt as halt:

@@ -18,7 +18,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sub.add_parser("list", help="the labs, easiest first, with your progress")
     start = sub.add_parser("start", help="boot a lab's machine and open the debugger on it")
     start.add_argument("name", help="the lab's name (see kdsim lab list)")
-    start.add_argument("-c", dest="commands", help="a command line to run first")
+    from kdsim.cli import add_session_options
+
+    add_session_options(start)
     return p.parse_args(argv)
 
 
@@ -26,7 +28,9 @@ def lab_main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.action == "list":
         return list_labs(sys.stdout)
-    return start(args.name, args.commands)
+    from kdsim.cli import session_options
+
+    return start(args.name, session_options(args))
 
 
 def list_labs(out) -> int:
@@ -45,8 +49,15 @@ def list_labs(out) -> int:
     return 0
 
 
-def start(name: str, commands: str | None) -> int:
-    from kdsim.cli import interact, start_lab
+def start(name: str, opts) -> int:
+    from kdsim.cli import (
+        EXIT_INTERRUPTED,
+        CommandFileError,
+        check_command_file,
+        interact,
+        progress_watch,
+        start_lab,
+    )
 
     entry = catalog.find(name)
     spec = None
@@ -59,9 +70,13 @@ def start(name: str, commands: str | None) -> int:
             print(f"kdsim: no lab named '{name}'; the labs are: {names}", file=sys.stderr)
             return 2
         assert entry is not None
-        lab = start_lab(spec, parse_scenario(entry.text, entry.path))
-    except (ScenarioError, LabError) as exc:
+        check_command_file(opts)
+        lab = start_lab(spec, parse_scenario(entry.text, entry.path), watch=progress_watch())
+    except (ScenarioError, LabError, CommandFileError) as exc:
         print(f"kdsim: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("kdsim: interrupted while the machine was booting", file=sys.stderr)
+        return EXIT_INTERRUPTED
     lab.mark_started()
-    return interact(lab.app.session, lab.start_lines(), commands)
+    return interact(lab.app.session, lab.start_lines, opts, lambda: lab.app)

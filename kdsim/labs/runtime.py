@@ -88,8 +88,10 @@ class LabRuntime:
         return Result(result.lines(), {"fields": {f.name: f.right for f in result.fields},
                                        "solved": result.solved})
 
-    def restart(self) -> tuple[Target, int, Result]:
+    def restart(self, settings: dict[str, object]) -> tuple[Target, int, Result]:
         self.app = self._start()
+        for name, value in settings.items():  # the banner shows them (search paths)
+            setattr(self.app.session, name, value)
         self.hints_shown = 0  # the lab starts over, hint ladder included
         target = self.app.target
         return target, target.stop_processor, Result(self.start_lines(), {"restart": True})

@@ -9,7 +9,7 @@ import pytest
 
 from commands import registry
 from commands.stackwalk import MAX_FRAMES
-from kdsim.cli import emit
+from kdsim.output import Output
 from tests.conftest import run
 
 SERVER = "srv*https://msdl.microsoft.com/download/symbols"
@@ -107,7 +107,7 @@ def test_detach_ends_the_session_like_q(session, line):
     results = session.execute(f"{line}; r rax")
     assert [r.data for r in results] == ["quit"]  # nothing after it runs
     assert results[0].lines == []
-    assert emit(io.StringIO(), results) is True
+    assert Output(io.StringIO()).results("0: kd> ", results) is True
 
 
 def test_detach_with_an_unknown_option_is_a_syntax_error(session):

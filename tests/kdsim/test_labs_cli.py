@@ -81,7 +81,8 @@ def test_lab_start_runs_the_myfault_lab_and_grades_it(monkeypatch, capsys, data_
     code, out, err = kdsim(monkeypatch, capsys, ["lab", "start", "myfault"], script)
     assert code == 0 and err == "" and "Traceback" not in out
     banner, _, rest = out.partition("Lab myfault: High IRQL fault (easy, crash)")
-    assert "BugCheck D1, {" in banner and banner.startswith("kdsim 0.1.0")
+    assert "BugCheck D1, {" in banner
+    assert banner.startswith("kdsim Windows Kernel Debugger Version 0.1.0 AMD64\n")
     assert rest.index("Objectives:") < rest.index("0: kd> ")
     assert "  1. Name the bug check code and what it means." in rest
     assert "0: kd> Lab myfault: High IRQL fault (easy, crash)" in out  # .lab
@@ -150,10 +151,11 @@ def test_restart_gives_the_same_transcript_again(monkeypatch, capsys):
     code, out, _ = kdsim(monkeypatch, capsys, ["lab", "start", "myfault"], script)
     assert code == 0 and "Traceback" not in out
     # The prompt before .restart is "1: kd> " (~1s); the restart prints the start text.
-    first, restarted = out.split("1: kd> kdsim 0.1.0: simulated kernel debugger\n")
+    version = "kdsim Windows Kernel Debugger Version 0.1.0 AMD64\n"
+    first, restarted = out.split("1: kd> " + version)
     start, first_work = first.split("\n0: kd> ", 1)
     again_start, again_work = restarted.split("\n0: kd> ", 1)
-    assert "kdsim 0.1.0: simulated kernel debugger\n" + again_start == start
+    assert version + again_start == start
     assert again_work == first_work + "1: kd> \n"  # the pipe's last prompt, at its end
     assert "Hint 1 of 4" in again_work  # the lab starts over, hints included
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
 
 import kdsim.repl as repl_module
 from commands.registry import Result
+from kdsim.output import Output
 
 
 class FakePrompt:
@@ -37,11 +39,12 @@ class RunningSession:
 
 
 def test_ctrl_c_during_a_command_breaks_in_and_the_session_goes_on(monkeypatch):
-    monkeypatch.setattr(repl_module, "PromptSession",
-                        lambda **_: FakePrompt(["g", "k"]))
+    monkeypatch.setattr(repl_module, "build_prompt",
+                        lambda *_: FakePrompt(["g", "k"]))
+    monkeypatch.setattr(repl_module, "watching", lambda _app: contextlib.nullcontext())
     session, out = RunningSession(), io.StringIO()
     before = signal.getsignal(signal.SIGINT)
-    assert repl_module.repl(session, out) == 0
+    assert repl_module.repl(session, Output(out), lambda: None) == 0
     assert session.breaks == 2
     assert out.getvalue() == "ran g\nran k\n"
     assert signal.getsignal(signal.SIGINT) is before  # restored after each command
