@@ -12,6 +12,7 @@ from commands import fmt
 from commands.bptable import CODE, DATA, DATA_SLOTS, UNRESOLVED, Breakpoint
 from commands.errors import KdCommandError, KdResolveError, KdSyntaxError
 from commands.registry import Result, command
+from commands.runcontrol import require_live
 
 MAX_PASSES = 0xFFFF  # kd keeps a 16-bit pass count
 
@@ -155,6 +156,7 @@ def _set_code(s, args: str, unresolved: bool) -> Result:
          help="Set a breakpoint at an address; an ID glued to the name (`bp5`, `bp[0x10]`) "
               "numbers it.")
 def bp_cmd(s, args: str) -> Result:
+    require_live(s)  # a dump never runs: kd refuses breakpoints there
     return _set_code(s, args, unresolved=False)
 
 
@@ -162,12 +164,14 @@ def bp_cmd(s, args: str) -> Result:
          help="Set a breakpoint that tracks a symbolic expression (deferred until it "
               "resolves).")
 def bu_cmd(s, args: str) -> Result:
+    require_live(s)
     return _set_code(s, args, unresolved=True)
 
 
 @command("bm", syntax='bm [/1] [/p eprocess] [/t ethread] module!pattern [passes] ["commands"]',
          help="Set breakpoints on every function whose name matches a wildcard pattern.")
 def bm_cmd(s, args: str) -> Result:
+    require_live(s)
     opts, rest = _options(s, args)
     pattern, after = _first_word(rest)
     if not pattern:
@@ -202,6 +206,7 @@ _ACCESS = re.compile(r"\s*([ewrEWR])\s*(\d+)(.*)", re.DOTALL)
          help="Break on access: a processor (debug register) breakpoint on execute (e), "
               "write (w) or read/write (r) of 1, 2, 4 or 8 bytes.")
 def ba_cmd(s, args: str) -> Result:
+    require_live(s)
     given, args = _given_id(s, "ba", args)
     opts, rest = _options(s, args)
     m = _ACCESS.match(rest)

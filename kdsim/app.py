@@ -12,6 +12,7 @@ from commands.disasm import disassemble_one
 from commands.errors import KdError
 from commands.runcontrol import BREAK_EXCEPTION, BREAK_IN_BANNER
 from commands.session import Session
+from commands.target import MemoryAccessError
 from commands.vertarget import session_time
 from kdsim.live import LiveTarget
 from machine.boot import BOOT_TICKS
@@ -61,46 +62,58 @@ class App:
         return cls(scenario, m, target, session, broke_in, spent)
 
     def banner(self) -> list[str]:
-        """kd's start-up text in its shape: the version line, the target line, the
-        search paths, the target's version (vertarget's lines, read from memory), then
-        the bug check (or the break-in) and the instruction where it stopped."""
+        """kd's start-up text for the live target (see start_text)."""
         s = self.session
         version = s.execute_one("vertarget")
-        lines = [f"kdsim Windows Kernel Debugger Version {VERSION} AMD64", "", "",
-                 connected_line(version.data),
-                 f"Scenario {self.scenario.name}: {self.scenario.title} "
-                 f"(seed {self.machine.config.seed})", "",
-                 f"Symbol search path is: {s.symbol_path or '<empty>'}",
-                 f"Executable search path is: {s.image_path}", *version.lines]
-        lines.append("")
-        if self.machine.bugcheck is not None:
-            lines += self.crash_banner()
-        elif self.broke_in:
+        head = [connected_line(version.data),
+                f"Scenario {self.scenario.name}: {self.scenario.title} "
+                f"(seed {self.machine.config.seed})"]
+        stop: list[str] = []
+        if self.machine.bugcheck is None and self.broke_in:
             if self.out_of_budget is not None:
-                lines += [budget_message(self.out_of_budget), ""]
-            lines += [BREAK_EXCEPTION, *BREAK_IN_BANNER]
-        regs = self.target.registers(s.processor)
-        code, _ = disassemble_one(lambda a, n: self.target.read_virtual(a, n), s.symbols,
-                                  regs["rip"])
-        return lines + code
+                stop += [budget_message(self.out_of_budget), ""]
+            stop += [BREAK_EXCEPTION, *BREAK_IN_BANNER]
+        return start_text(s, head, stop, version.lines)
 
-    def crash_banner(self) -> list[str]:
-        s = self.session
-        try:
-            a = analyze(s)
-        except KdError:
+
+def start_text(s, head: list[str], stop: list[str] | None = None,
+               version: list[str] | None = None) -> list[str]:
+    """kd's start-up text in its shape: the version line, the target's lines (`head`),
+    the search paths, the target's version (vertarget's lines, read from memory), then
+    the bug check (read from nt!KiBugCheckData) or `stop`, and the instruction where the
+    target stopped."""
+    if version is None:
+        version = s.execute_one("vertarget").lines
+    lines = [f"kdsim Windows Kernel Debugger Version {VERSION} AMD64", "", "", *head, "",
+             f"Symbol search path is: {s.symbol_path or '<empty>'}",
+             f"Executable search path is: {s.image_path}", *version, ""]
+    crash = crash_banner(s)
+    lines += crash if crash else (stop or [])
+    regs = s.target.registers(s.processor)
+    code, _ = disassemble_one(lambda a, n: s.target.read_virtual(a, n), s.symbols, regs["rip"])
+    return lines + code
+
+
+def crash_banner(s) -> list[str]:
+    """The short analysis kd printed on opening a crashed target; [] when the target has
+    not bug-checked."""
+    try:
+        if s.reader.u64(s.nt("KiBugCheckData")) & 0xFFFFFFFF == 0:
             return []
-        params = ", ".join(f"{v:x}" for v, _ in a.args)
-        lines = ["*" * 79, "*" + " " * 77 + "*",
-                 "*" + " " * 24 + "Bugcheck Analysis" + " " * 36 + "*",
-                 "*" + " " * 77 + "*", "*" * 79, "",
-                 "Use !analyze -v to get detailed debugging information.", "",
-                 f"BugCheck {a.code:X}, {{{params}}}", ""]
-        if a.image:
-            culprit = a.image if a.image_only else f"{a.image} ( {a.symbol} )"
-            lines += [f"Probably caused by : {culprit}", ""]
-        lines += ["Followup:     MachineOwner", "---------", ""]
-        return lines
+        a = analyze(s)
+    except (KdError, MemoryAccessError):
+        return []
+    params = ", ".join(f"{v:x}" for v, _ in a.args)
+    lines = ["*" * 79, "*" + " " * 77 + "*",
+             "*" + " " * 24 + "Bugcheck Analysis" + " " * 36 + "*",
+             "*" + " " * 77 + "*", "*" * 79, "",
+             "Use !analyze -v to get detailed debugging information.", "",
+             f"BugCheck {a.code:X}, {{{params}}}", ""]
+    if a.image:
+        culprit = a.image if a.image_only else f"{a.image} ( {a.symbol} )"
+        lines += [f"Probably caused by : {culprit}", ""]
+    lines += ["Followup:     MachineOwner", "---------", ""]
+    return lines
 
 
 def connected_line(version: dict) -> str:
@@ -144,3 +157,17 @@ def run_ticks_then_break(m: Machine, ticks: int, budget: int | None = None) -> b
         if m.run(min(chunk, limit - m.steps)).reason == "bugcheck":
             return False
     return m.bugcheck is None and break_in(m)
+
+
+DUMP_KINDS = {1: "Kernel Complete Dump File: Full address space is available",
+              5: "Kernel Bitmap Dump File: Kernel address space is available, User address "
+                 "space may not be available."}
+
+
+def dump_banner(s, target) -> list[str]:
+    """kd's start-up text on opening a dump file (a kdsim dump also names its scenario)."""
+    head = [f"Loading Dump File [{target.path}]", DUMP_KINDS.get(target.image.dump_type, "")]
+    scen = target.scenario
+    if scen is not None:
+        head.append(f"Scenario {scen.get('name')}: {scen.get('title')} (seed {scen.get('seed')})")
+    return start_text(s, head)

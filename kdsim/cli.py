@@ -26,6 +26,7 @@ from machine.scenario import Scenario, ScenarioError, builtin_scenario, load_sce
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # a bad command line, scenario, lab or command file
+EXIT_NO_CRASH = 1  # kdsim run: the scenario did not bug-check
 EXIT_INTERRUPTED = 130  # Ctrl+C before the machine had booted
 
 EPILOG = """subcommands:
@@ -76,6 +77,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                 epilog=EPILOG, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", nargs="?", help="scenario file (default: the built-in myfault)")
+    p.add_argument("-z", dest="dump", metavar="DUMP",
+                   help="open a crash dump file (written by .dump or kdsim run --dump)")
     add_session_options(p)
     p.add_argument("-b", dest="initial_break", action="store_true",
                    help="break in as soon as the machine has booted, before the "
@@ -98,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         return lab_main(argv[1:])
     if argv[:1] == ["scenario"]:
         return scenario_main(argv[1:])
+    if argv[:1] == ["run"]:
+        return run_main(argv[1:])
     args = parse_args(argv)
     opts = session_options(args)
+    if args.dump is not None:
+        return open_dump_file(args.dump, args.scenario, opts)
     watch = progress_watch()
     try:
         scen = load_scenario(args.scenario) if args.scenario else builtin_scenario(INTRO)
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if spec is None or args.initial_break:
             ticks = 0 if args.initial_break else None
             app = App.start(scen, seed=args.seed, cpus=args.cpus, ticks=ticks, watch=watch)
-            return interact(app.session, app.banner, opts, lambda: app)
+            return interact(app.session, app.banner, opts, app_view(lambda: app))
         lab = start_lab(spec, scen, args.seed, args.cpus, watch)
     except (ScenarioError, LabError, CommandFileError) as exc:
         print(f"kdsim: {exc}", file=sys.stderr)
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         # once booted, Ctrl+C breaks in to the scenario's run instead.
         print("kdsim: interrupted while the machine was booting", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return interact(lab.app.session, lab.start_lines, opts, lambda: lab.app)
+    return interact(lab.app.session, lab.start_lines, opts, app_view(lambda: lab.app))
 
 
 class CommandFileError(Exception):
@@ -155,6 +162,75 @@ def progress_watch() -> Watch:
     from kdsim.progress import startup_watch
 
     return startup_watch(display=interactive())
+
+
+def open_dump_file(path: str, scenario: str | None, opts: SessionOptions) -> int:
+    """`kdsim -z DUMP`: the debugger on a dump file (run control is refused, as on kd)."""
+    from commands.session import Session
+    from kdsim.app import dump_banner
+    from kdsim.dumptarget import DumpOpenError, open_dump
+
+    if scenario is not None:
+        print("kdsim: give a scenario or -z DUMP, not both", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        check_command_file(opts)
+        target = open_dump(path)
+    except (DumpOpenError, CommandFileError) as exc:
+        print(f"kdsim: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    session = Session(target, processor=target.stop_processor)
+    name = (target.scenario or {}).get("name") or os.path.basename(path)
+    return interact(session, lambda: dump_banner(session, target), opts,
+                    TargetView(lambda: str(name), lambda: None))
+
+
+def run_main(argv: list[str]) -> int:
+    """`kdsim run SCENARIO --dump FILE`: run the scenario as `kdsim SCENARIO` does and,
+    when it bug-checks, write the dump Windows would (MEMORY.DMP); no debugger."""
+    p = argparse.ArgumentParser(prog="kdsim run", description="run a scenario to its "
+                                "bug check and write a crash dump, as Windows does")
+    p.add_argument("scenario", help="scenario file")
+    p.add_argument("--dump", required=True, metavar="FILE", help="the dump file to write")
+    p.add_argument("--bitmap", action="store_true", help="a bitmap dump (default: full)")
+    p.add_argument("--seed", type=int, help="override the scenario's seed")
+    p.add_argument("--cpus", type=int, help="override the scenario's processor count")
+    args = p.parse_args(argv)
+    from commands.crashdump import DUMP_BITMAP, DUMP_FULL
+    from commands.dump_cmd import write_dump
+    from commands.errors import KdError
+
+    try:
+        scen = load_scenario(args.scenario)
+        app = App.start(scen, seed=args.seed, cpus=args.cpus, watch=progress_watch())
+    except ScenarioError as exc:
+        print(f"kdsim: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if app.machine.bugcheck is None:
+        print(f"kdsim: {args.scenario} did not bug-check; no dump written", file=sys.stderr)
+        return EXIT_NO_CRASH
+    try:
+        size = write_dump(app.session, args.dump, DUMP_BITMAP if args.bitmap else DUMP_FULL,
+                          overwrite=True)
+    except KdError as exc:
+        print(f"kdsim: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    code = app.machine.bugcheck.code
+    print(f"BugCheck {code:X}: dump written to {args.dump} ({size} bytes)")
+    return EXIT_OK
+
+
+@dataclass
+class TargetView:
+    """What the prompt shows of the target beyond the debugger: the scenario's name for
+    the toolbar, and the machine (None for a dump) for the progress display."""
+
+    scenario_name: Callable[[], str]
+    machine: Callable[[], object | None]
+
+
+def app_view(current: Callable[[], App]) -> TargetView:
+    return TargetView(lambda: current().scenario.name, lambda: current().machine)
 
 
 def scenario_main(argv: list[str]) -> int:
@@ -208,7 +284,7 @@ def start_lab(spec: LabSpec, scen: Scenario, seed: int | None = None,
 
 
 def interact(session, start_lines: Callable[[], list[str]], opts: SessionOptions,
-             current_app: Callable[[], App]) -> int:
+             view: TargetView) -> int:
     """Set the session up from the options, print the start-up text, run -cf's file and
     -c's command line, then the prompt (a terminal) or kd on a pipe."""
     out = Output(terminal_stream(opts), json_mode=opts.json)
@@ -251,7 +327,7 @@ def interact(session, start_lines: Callable[[], list[str]], opts: SessionOptions
     if interactive():
         from kdsim.repl import repl
 
-        return repl(session, out, current_app)
+        return repl(session, out, view)
     from kdsim.pipe import run_stream
 
     run_stream(session, sys.stdin, out)

@@ -144,6 +144,23 @@ class LiveTarget:
     def read_msr(self, processor: int, msr: int) -> int:
         return self.m.processors[processor].msrs[msr]
 
+    # -- what a dump of the target holds (.dump) ----------------------------------------
+
+    def physical_pages(self) -> list[int]:
+        """The frame numbers of the machine's physical memory (its RAM is the frames it
+        has handed out), ascending."""
+        return sorted(self.m.phys.frames)
+
+    def msrs(self, processor: int) -> dict[int, int]:
+        return dict(self.m.processors[processor].msrs)
+
+    def description(self) -> dict | None:
+        """The scenario the machine runs, for a dump's kdsim section."""
+        scen = getattr(self.m, "scenario", None)
+        if scen is None:
+            return None
+        return {"name": scen.name, "title": scen.title, "seed": self.m.config.seed}
+
     # -- register edits -----------------------------------------------------------------
 
     def write_register(self, processor: int, name: str, value: int) -> None:

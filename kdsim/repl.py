@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from prompt_toolkit import PromptSession
@@ -54,12 +54,12 @@ def open_history() -> History:
     return FileHistory(str(path))
 
 
-def build_prompt(session, current_app: Callable[[], object]) -> PromptSession:
+def build_prompt(session, view) -> PromptSession:
     colour = use_colour(sys.stdout, os.environ)
 
     def toolbar() -> str:
         try:
-            return " " + stopped_status(session, current_app().scenario.name).text()
+            return " " + stopped_status(session, view.scenario_name()).text()
         except Exception:  # noqa: BLE001 - the toolbar must never end the session
             return ""
 
@@ -72,8 +72,10 @@ def build_prompt(session, current_app: Callable[[], object]) -> PromptSession:
     return PromptSession(**options)
 
 
-def repl(session, out: Output, current_app: Callable[[], object]) -> int:
-    prompt = build_prompt(session, current_app)
+def repl(session, out: Output, view) -> int:
+    """The prompt loop; `view` (kdsim.cli.TargetView) names the scenario and gives the
+    machine for the progress display."""
+    prompt = build_prompt(session, view)
     session.go_budget = UNBOUNDED
     last: str | None = None
     while True:
@@ -90,15 +92,16 @@ def repl(session, out: Output, current_app: Callable[[], object]) -> int:
         else:
             last = line
         shown = session.prompt
-        with break_requests(session) as running, watching(current_app):
+        with break_requests(session) as running, watching(view.machine()):
             running[0] = True
             results = session.execute(line)
         if out.results(shown, results):
             return 0
 
 
-def watching(current_app: Callable[[], object]):
-    """The progress display around a command (it shows only if the machine runs)."""
+def watching(machine):
+    """The progress display around a command (it shows only if the machine runs; a dump
+    has no machine)."""
     from kdsim.progress import watch_run
 
-    return watch_run(current_app().machine)
+    return nullcontext() if machine is None else watch_run(machine)

@@ -53,6 +53,7 @@ def start(name: str, opts) -> int:
     from kdsim.cli import (
         EXIT_INTERRUPTED,
         CommandFileError,
+        app_view,
         check_command_file,
         interact,
         progress_watch,
@@ -79,4 +80,4 @@ def start(name: str, opts) -> int:
         print("kdsim: interrupted while the machine was booting", file=sys.stderr)
         return EXIT_INTERRUPTED
     lab.mark_started()
-    return interact(lab.app.session, lab.start_lines, opts, lambda: lab.app)
+    return interact(lab.app.session, lab.start_lines, opts, app_view(lambda: lab.app))

@@ -9,6 +9,7 @@ import signal
 
 import kdsim.repl as repl_module
 from commands.registry import Result
+from kdsim.cli import TargetView
 from kdsim.output import Output
 
 
@@ -44,7 +45,7 @@ def test_ctrl_c_during_a_command_breaks_in_and_the_session_goes_on(monkeypatch):
     monkeypatch.setattr(repl_module, "watching", lambda _app: contextlib.nullcontext())
     session, out = RunningSession(), io.StringIO()
     before = signal.getsignal(signal.SIGINT)
-    assert repl_module.repl(session, Output(out), lambda: None) == 0
+    assert repl_module.repl(session, Output(out), TargetView(lambda: "x", lambda: None)) == 0
     assert session.breaks == 2
     assert out.getvalue() == "ran g\nran k\n"
     assert signal.getsignal(signal.SIGINT) is before  # restored after each command
