@@ -15,13 +15,13 @@ from commands.crashdump import DumpFormatError, DumpImage, decode_dump
 from commands.target import (
     DataSymbol,
     FunctionSymbol,
-    MemoryAccessError,
     SymbolFile,
     TargetNotLive,
     UnwindOp,
 )
-from machine.mm.paging import AddressSpace, PageFault
-from machine.mm.physical import PhysicalAccessError, PhysicalMemory
+from kdsim import memory_reads
+from machine.mm.paging import AddressSpace
+from machine.mm.physical import PhysicalMemory
 from machine.types.catalog import load_catalog
 
 MAX_DUMP_SIZE = 1 << 32  # the largest file kdsim reads (its machines are far smaller)
@@ -100,7 +100,7 @@ class DumpTarget:
         self._kernel_base = base if isinstance(base, int) else 0
         self.scenario = extra.get("scenario") if isinstance(extra.get("scenario"), dict) \
             else None
-        self._spaces: dict[int, AddressSpace] = {}
+        self._spaces = memory_reads.Spaces(self.phys)
         self._selected: int | None = None
         self._implicit_dtb: int | None = None
 
@@ -135,25 +135,13 @@ class DumpTarget:
         if dtb is None:
             current = self._stop if self._selected is None else self._selected
             dtb = self._registers[current].get("cr3", self.image.directory_table_base)
-        pfn = (dtb & 0x000FFFFFFFFFF000) >> 12
-        space = self._spaces.get(pfn)
-        if space is None:
-            space = self._spaces[pfn] = AddressSpace(self.phys, pml4_pfn=pfn)
-        return space
+        return self._spaces.at(dtb)
 
     def read_virtual(self, address: int, size: int, dtb: int | None = None) -> bytes:
-        try:
-            return self._space(dtb).read(address, size)
-        except PageFault as exc:
-            raise MemoryAccessError(exc.va) from None
-        except PhysicalAccessError as exc:
-            raise MemoryAccessError(address) from exc
+        return memory_reads.read_virtual(self._space(dtb), address, size)
 
     def read_physical(self, address: int, size: int) -> bytes:
-        try:
-            return self.phys.read(address, size)
-        except PhysicalAccessError as exc:
-            raise MemoryAccessError(exc.pa) from None
+        return memory_reads.read_physical(self.phys, address, size)
 
     def physical_pages(self) -> list[int]:
         return sorted(self.phys.frames)

@@ -19,6 +19,7 @@ from commands.target import (
     SymbolFile,
     UnwindOp,
 )
+from kdsim import memory_reads
 from machine.kd.databp import DataBreakpointHit
 from machine.machine import Machine, RunResult
 from machine.mm.paging import AddressSpace, PageFault
@@ -32,7 +33,7 @@ class LiveTarget:
     def __init__(self, machine: Machine) -> None:
         self.m = machine
         self._symbols: dict[str, SymbolFile] = {}
-        self._spaces: dict[int, AddressSpace] = {}
+        self._spaces = memory_reads.Spaces(machine.phys)
         self._stopped_on: int | None = None  # set by run control; None: the bug check's
         self._selected: int | None = None  # kd's `~Ns`, until the next stop
         self._stops = 0  # every stop of a run (the debugger's implicit contexts expire)
@@ -69,25 +70,13 @@ class LiveTarget:
         if dtb is None:
             current = self.stop_processor if self._selected is None else self._selected
             return self.m.processors[current].cpu.mem
-        pfn = (dtb & 0x000FFFFFFFFFF000) >> 12
-        space = self._spaces.get(pfn)
-        if space is None:
-            space = self._spaces[pfn] = AddressSpace(self.m.phys, pml4_pfn=pfn)
-        return space
+        return self._spaces.at(dtb)
 
     def read_virtual(self, address: int, size: int, dtb: int | None = None) -> bytes:
-        try:
-            return self._space(dtb).read(address, size)
-        except PageFault as exc:
-            raise MemoryAccessError(exc.va) from None
-        except PhysicalAccessError as exc:
-            raise MemoryAccessError(address) from exc
+        return memory_reads.read_virtual(self._space(dtb), address, size)
 
     def read_physical(self, address: int, size: int) -> bytes:
-        try:
-            return self.m.phys.read(address, size)
-        except PhysicalAccessError as exc:
-            raise MemoryAccessError(exc.pa) from None
+        return memory_reads.read_physical(self.m.phys, address, size)
 
     # -- time (kernel-state commands) ----------------------------------------------------
     def registers(self, processor: int) -> dict[str, int]:
