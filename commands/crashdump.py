@@ -36,7 +36,6 @@ HEADER_SIZE = 0x2000
 PAGE_PATTERN = b"PAGE"
 SIGNATURE, VALID_DUMP = b"PAGE", b"DU64"
 MACHINE_AMD64 = 0x8664
-FREE_BUILD = 0xF
 DUMP_FULL, DUMP_BITMAP = 1, 5
 BITMAP_SIGNATURE, BITMAP_VALID = b"SDMP", b"DUMP"
 MAX_RUNS = (0x348 - 0x98) // 16  # the runs that fit the 700-byte descriptor buffer
@@ -92,6 +91,7 @@ class DumpImage:
     ps_active_process_head: int
     processors: int
     build: int  # the OS build number (MinorVersion)
+    major_version: int  # 0xF a free build, 0xC a checked one (nt!NtBuildNumber's top nibble)
     bugcheck_code: int
     bugcheck_parameters: tuple[int, int, int, int]
     context: dict[str, int]  # the registers of the processor that stopped
@@ -142,7 +142,8 @@ def unpack_context(raw: bytes) -> dict[str, int]:
 def _header(image: DumpImage, runs: list[tuple[int, int]], size: int) -> bytearray:
     h = bytearray(PAGE_PATTERN * (HEADER_SIZE // 4))
     h[0:8] = SIGNATURE + VALID_DUMP
-    struct.pack_into("<IIQQQQ", h, 0x08, FREE_BUILD, image.build, image.directory_table_base,
+    struct.pack_into("<IIQQQQ", h, 0x08, image.major_version, image.build,
+                     image.directory_table_base,
                      image.pfn_database, image.ps_loaded_module_list,
                      image.ps_active_process_head)
     struct.pack_into("<IIII", h, OFF_MACHINE, MACHINE_AMD64, image.processors,
@@ -263,6 +264,7 @@ def decode_dump(data: bytes) -> DumpImage:
         ps_active_process_head=f.u64(OFF_PROCESS_HEAD, "PsActiveProcessHead"),
         processors=processors,
         build=f.u32(0x0C, "MinorVersion"),
+        major_version=f.u32(0x08, "MajorVersion"),
         bugcheck_code=f.u32(OFF_BUGCHECK, "BugCheckCode"),
         bugcheck_parameters=struct.unpack("<4Q", f.take(OFF_PARAMS, 32, "the parameters")),
         context=context,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+from commands.analyze import read_bugcheck
 from commands.crashdump import DUMP_BITMAP, DUMP_FULL, PAGE, DumpImage, encode_dump
 from commands.dpcs_timers import SHARED_USER_DATA, shared_time
 from commands.errors import KdError
@@ -80,13 +81,13 @@ def build_image(s, dump_type: int, comment: str) -> DumpImage:
     for pfn in pages_of():
         pages[pfn] = target.read_physical(pfn * PAGE, PAGE)
     try:
-        data = s.nt("KiBugCheckData")
-        words = [s.reader.u64(data + 8 * i) for i in range(5)]
+        bugcheck = read_bugcheck(s)
     except (KdError, MemoryAccessError):
-        words = [0] * 5
+        bugcheck = None
+    code, params = bugcheck if bugcheck is not None else (0, [0, 0, 0, 0])
     system = s.reader.u64(s.nt("PsInitialSystemProcess"))
     dtb = s.reader.field("_KPROCESS", system, "DirectoryTableBase")
-    shared = s.reader
+    build_number = s.reader.int(s.nt("NtBuildNumber"), 4)
     stop = target.stop_processor
     processors = [target.registers(n) for n in range(target.processor_count)]
     msrs_of = getattr(target, "msrs", None)
@@ -110,17 +111,18 @@ def build_image(s, dump_type: int, comment: str) -> DumpImage:
         ps_loaded_module_list=s.nt("PsLoadedModuleList"),
         ps_active_process_head=s.nt("PsActiveProcessHead"),
         processors=target.processor_count,
-        build=s.reader.u64(s.nt("NtBuildNumber")) & 0xFFFF,
-        bugcheck_code=words[0] & 0xFFFFFFFF,
-        bugcheck_parameters=(words[1], words[2], words[3], words[4]),
+        build=build_number & 0xFFFF,
+        major_version=(build_number >> 28) & 0xF,
+        bugcheck_code=code,
+        bugcheck_parameters=(params[0], params[1], params[2], params[3]),
         context=processors[stop],
         pages=pages,
         pfn_database=_u64_or_zero(s, _nt_or_zero(s, "MmPfnDatabase")),
         kd_debugger_data_block=_nt_or_zero(s, "KdDebuggerDataBlock"),
         system_time=shared_time(s, "SystemTime") or 0,
         uptime=shared_time(s, "InterruptTime") or 0,
-        product_type=shared.field("_KUSER_SHARED_DATA", SHARED_USER_DATA, "NtProductType"),
-        suite_mask=shared.field("_KUSER_SHARED_DATA", SHARED_USER_DATA, "SuiteMask"),
+        product_type=s.reader.field("_KUSER_SHARED_DATA", SHARED_USER_DATA, "NtProductType"),
+        suite_mask=s.reader.field("_KUSER_SHARED_DATA", SHARED_USER_DATA, "SuiteMask"),
         comment=comment,
         extra=extra)
 

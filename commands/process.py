@@ -140,10 +140,6 @@ def duration_text(ms_total: int, days_field: bool = False) -> str:
     return f"{h:02}:{m:02}:{sec:02}.{ms:03}"
 
 
-def duration(ticks: int, increment: int, days_field: bool = False) -> str:
-    return duration_text(ms_of(ticks, increment), days_field)
-
-
 def state_text(th: ThreadInfo) -> str:
     """kd's state column: `WAIT: (reason) mode alertability`, `RUNNING on processor n`."""
     if th.wait_reason is not None:

@@ -8,6 +8,9 @@ walk, the kernel image's PE header in memory, or the current thread's KTHREAD/EP
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from commands.pe_cmds import NT, nt_headers
 from commands.stackwalk import walk
 
@@ -16,55 +19,21 @@ TEMPS = frozenset(f"$t{i}" for i in range(20))
 # Pseudo-registers `r` may assign, with the real register an assignment changes (None:
 # a session value).
 WRITABLE = {**dict.fromkeys(TEMPS), "$ip": "rip", "$retreg": "rax", "$retreg64": "rax"}
-# Every automatic pseudo-register `pseudo_value` computes, by name (the prompt's
-# completion lists them; keep in step with `pseudo_value`).
-AUTOMATIC = ("$ip", "$sp", "$csp", "$thread", "$proc", "$prcb", "$pcr", "$bug_code",
-             "$bug_param1", "$bug_param2", "$bug_param3", "$bug_param4", "$retreg",
-             "$retreg64", "$ptrsize", "$pagesize", "$p", "$ra", "$exentry", "$tpid", "$tid",
-             "$peb", "$teb")
 
 PAGE_SIZE = 0x1000
 POINTER_SIZE = 8
 
 
-def pseudo_value(s, name: str) -> int | None:
-    """The value of pseudo-register `name` (lower-case, with `$`), None if the session
-    computes no such name here."""
-    if name in TEMPS:
-        return s.pseudo.get(name, 0)
-    if name == "$ip":
-        return s.registers().get("rip")
-    if name in ("$sp", "$csp"):
-        return s.registers().get("rsp")
-    if name == "$thread":
-        return s.current_thread()
-    if name == "$proc":
-        return s.current_process()
-    if name == "$prcb":
-        return s.prcb()
-    if name == "$pcr":
-        return s.prcb() - s.target.types.resolve("_KPCR", "Prcb")[0]
-    if name == "$bug_code" or name.startswith("$bug_param"):
-        data = s.nt("KiBugCheckData")
-        index = 0 if name == "$bug_code" else int(name[-1])
-        return s.reader.u64(data + 8 * index)
-    if name in ("$retreg", "$retreg64"):
-        return s.registers().get("rax")
-    if name == "$ptrsize":
-        return POINTER_SIZE
-    if name == "$pagesize":
-        return PAGE_SIZE
-    if name == "$p":
-        return s.pseudo.get("$p", 0)
-    if name == "$ra":
-        return return_address(s)
-    if name == "$exentry":
-        base = s.target.kernel_base()
-        entry = s.reader.field(NT, nt_headers(s.reader, base), "OptionalHeader.AddressOfEntryPoint")
-        return base + entry
-    if name in ("$tpid", "$tid", "$peb", "$teb"):
-        return _thread_value(s, name)
-    return None
+def _bug_word(s, name: str) -> int:
+    """`$bug_code` and `$bug_param1`-`4`: nt!KiBugCheckData's words."""
+    index = 0 if name == "$bug_code" else int(name[-1])
+    return s.reader.u64(s.nt("KiBugCheckData") + 8 * index)
+
+
+def _exentry(s, name: str) -> int:
+    base = s.target.kernel_base()
+    return base + s.reader.field(NT, nt_headers(s.reader, base),
+                                 "OptionalHeader.AddressOfEntryPoint")
 
 
 def remember_display(s, result) -> None:
@@ -93,3 +62,35 @@ def _thread_value(s, name: str) -> int:
     if name == "$tpid":
         return s.reader.field("_EPROCESS", process, "UniqueProcessId")
     return s.reader.field("_EPROCESS", process, "Peb")
+
+
+# Every automatic pseudo-register, by name, and how it is computed.
+_COMPUTED: dict[str, Callable[[Any, str], int | None]] = {
+    "$ip": lambda s, _: s.registers().get("rip"),
+    "$sp": lambda s, _: s.registers().get("rsp"),
+    "$csp": lambda s, _: s.registers().get("rsp"),
+    "$thread": lambda s, _: s.current_thread(),
+    "$proc": lambda s, _: s.current_process(),
+    "$prcb": lambda s, _: s.prcb(),
+    "$pcr": lambda s, _: s.prcb() - s.target.types.resolve("_KPCR", "Prcb")[0],
+    "$bug_code": _bug_word,
+    **{f"$bug_param{i}": _bug_word for i in range(1, 5)},
+    "$retreg": lambda s, _: s.registers().get("rax"),
+    "$retreg64": lambda s, _: s.registers().get("rax"),
+    "$ptrsize": lambda s, _: POINTER_SIZE,
+    "$pagesize": lambda s, _: PAGE_SIZE,
+    "$p": lambda s, _: s.pseudo.get("$p", 0),
+    "$ra": lambda s, _: return_address(s),
+    "$exentry": _exentry,
+    **dict.fromkeys(("$tpid", "$tid", "$peb", "$teb"), _thread_value),
+}
+AUTOMATIC = tuple(_COMPUTED)  # their names (the prompt's completion lists them)
+
+
+def pseudo_value(s, name: str) -> int | None:
+    """The value of pseudo-register `name` (lower-case, with `$`), None if the session
+    computes no such name here."""
+    if name in TEMPS:
+        return s.pseudo.get(name, 0)
+    compute = _COMPUTED.get(name)
+    return compute(s, name) if compute is not None else None

@@ -273,3 +273,20 @@ class ProcessContext(Protocol):
         switch.  `at_next_stop` (kd's `.process /i`) makes the switch when the target
         next stops instead of now."""
         ...
+
+
+class DumpSource(Protocol):
+    """Additive, for `.dump`: what a dump holds beyond reads (a target without
+    `physical_pages` cannot be dumped; the other two may be missing)."""
+
+    def physical_pages(self) -> list[int]:
+        """The page frame numbers of the target's physical memory, ascending."""
+        ...
+
+    def msrs(self, processor: int) -> dict[int, int]:
+        """Every model-specific register of one processor, by number."""
+        ...
+
+    def description(self) -> dict | None:
+        """What the target runs (a kdsim scenario: name, title, seed), or None."""
+        ...

@@ -86,7 +86,7 @@ def vertarget_cmd(s, args: str) -> Result:
         name = "Windows 10" if major == 10 else f"Windows {major}.{minor}" if major else "Windows"
         mp = "MP" if procs > 1 else "UP"
         lines.append(f"{name} Kernel Version {number} {mp} ({procs} procs) {free} x64")
-        data.update(build=number, processors=procs, free=free == "Free")
+        data.update(os=name, build=number, processors=procs, free=free == "Free")
     product, suite = _shared(s, "NtProductType"), _shared(s, "SuiteMask")
     if product is not None and suite is not None:
         suites = " ".join(n for bit, n in SUITES if suite & bit)

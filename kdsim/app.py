@@ -7,7 +7,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
-from commands.analyze import analyze
+from commands.analyze import analyze, read_bugcheck
+from commands.crashdump import DUMP_BITMAP, DUMP_FULL
 from commands.disasm import disassemble_one
 from commands.errors import KdError
 from commands.runcontrol import BREAK_EXCEPTION, BREAK_IN_BANNER
@@ -98,7 +99,7 @@ def crash_banner(s) -> list[str]:
     """The short analysis kd printed on opening a crashed target; [] when the target has
     not bug-checked."""
     try:
-        if s.reader.u64(s.nt("KiBugCheckData")) & 0xFFFFFFFF == 0:
+        if read_bugcheck(s) is None:
             return []
         a = analyze(s)
     except (KdError, MemoryAccessError):
@@ -121,7 +122,7 @@ def connected_line(version: dict) -> str:
     target's memory); the parts it could not read are left out."""
     build = version.get("build")
     system = version.get("system_time")
-    name = f"Windows 10 {build} x64 target" if build is not None else "x64 target"
+    name = f"{version.get('os')} {build} x64 target" if build is not None else "x64 target"
     when = ""
     if system is not None:
         when = f" at ({session_time(system, version.get('time_zone_bias', 0))})"
@@ -159,8 +160,9 @@ def run_ticks_then_break(m: Machine, ticks: int, budget: int | None = None) -> b
     return m.bugcheck is None and break_in(m)
 
 
-DUMP_KINDS = {1: "Kernel Complete Dump File: Full address space is available",
-              5: "Kernel Bitmap Dump File: Kernel address space is available, User address "
+DUMP_KINDS = {
+    DUMP_FULL: "Kernel Complete Dump File: Full address space is available",
+    DUMP_BITMAP: "Kernel Bitmap Dump File: Kernel address space is available, User address "
                  "space may not be available."}
 
 

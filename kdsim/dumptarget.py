@@ -98,6 +98,11 @@ class DumpTarget:
         self._symbols = {str(k).lower(): _symbol_file(v) for k, v in files.items()}
         base = extra.get("kernel_base", 0)
         self._kernel_base = base if isinstance(base, int) else 0
+        build = extra.get("types_build")
+        if build and build != load_catalog().build:
+            # kdsim ships one build's layouts: another build's dump would be misread.
+            raise ValueError(f"its type layouts are of build {build}, kdsim has "
+                             f"{load_catalog().build}")
         self.scenario = extra.get("scenario") if isinstance(extra.get("scenario"), dict) \
             else None
         self._spaces = memory_reads.Spaces(self.phys)

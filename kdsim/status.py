@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from commands.analyze import read_bugcheck
 from commands.dpcs_timers import shared_time
 from commands.errors import KdError
 from commands.target import MemoryAccessError
@@ -41,9 +42,10 @@ def stopped_status(session, scenario: str) -> Status:
     """The status of a stopped target, read through the session."""
     interrupt = shared_time(session, "InterruptTime")
     try:
-        code = session.reader.u64(session.nt("KiBugCheckData")) & 0xFFFFFFFF
+        bugcheck = read_bugcheck(session)
     except (KdError, MemoryAccessError):
-        code = 0
+        bugcheck = None
+    code = bugcheck[0] if bugcheck is not None else None
     target = session.target
     irqls = []
     for n in range(target.processor_count):
@@ -52,4 +54,4 @@ def stopped_status(session, scenario: str) -> Status:
         except (KdError, MemoryAccessError, KeyError, IndexError):
             irqls.append(0)
     return Status(scenario, uptime(interrupt) if interrupt is not None else None,
-                  CRASHED if code else BROKEN_IN, code or None, tuple(irqls))
+                  CRASHED if code is not None else BROKEN_IN, code, tuple(irqls))

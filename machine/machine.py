@@ -383,9 +383,8 @@ class Machine:
             self._step_off_breakpoints()
             where = done() if done is not None else None
             while where is None and self.steps - start < budget:
-                if self.break_requested:
-                    self.break_requested = False
-                    return RunResult("break", self.steps - start)
+                if self.break_requested:  # checked inline: this is the run's hot loop
+                    return self._take_break(self.steps - start)
                 if self._all_idle():
                     if until_quiet and not any(t <= self.tick_count for t, _ in self.timeline):
                         return RunResult("quiet", self.steps - start)
@@ -481,8 +480,7 @@ class Machine:
             self._step_off_breakpoints()
             while cpu.instructions_retired < target and steps < limit:
                 if self.break_requested:  # Ctrl+C stops a step that goes on, as a run
-                    self.break_requested = False
-                    return RunResult("break", steps)
+                    return self._take_break(steps)
                 self._global_step_all()
                 steps += 1
         except BugCheckHalt as halt:
@@ -494,6 +492,11 @@ class Machine:
         finally:
             self.stepping = None
         return RunResult("step", steps, processor)
+
+    def _take_break(self, steps: int) -> RunResult:
+        """The run stops for the break-in requested (the request is consumed)."""
+        self.break_requested = False
+        return RunResult("break", steps)
 
     def request_break(self) -> None:
         """Break-in (Ctrl+C in kd): the run stops before its next step."""

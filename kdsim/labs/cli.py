@@ -52,6 +52,7 @@ def list_labs(out) -> int:
 def start(name: str, opts) -> int:
     from kdsim.cli import (
         EXIT_INTERRUPTED,
+        EXIT_USAGE,
         CommandFileError,
         app_view,
         check_command_file,
@@ -69,13 +70,13 @@ def start(name: str, opts) -> int:
             labs, _ = catalog.labs()
             names = ", ".join(s.name for s in labs) or "(none)"
             print(f"kdsim: no lab named '{name}'; the labs are: {names}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         assert entry is not None
         check_command_file(opts)
         lab = start_lab(spec, parse_scenario(entry.text, entry.path), watch=progress_watch())
     except (ScenarioError, LabError, CommandFileError) as exc:
         print(f"kdsim: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("kdsim: interrupted while the machine was booting", file=sys.stderr)
         return EXIT_INTERRUPTED
